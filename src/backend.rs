@@ -1,0 +1,129 @@
+//! The one place where a runtime choice (`train.device`, `--backend`) becomes a concrete Burn backend.
+//!
+//! Everything else is generic over `B: Backend` / `B: AutodiffBackend`; callers wrap their work in a
+//! [`BackendJob`] and hand it to [`dispatch`].
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::backend::Autodiff;
+use burn::tensor::backend::AutodiffBackend;
+
+/// The default CPU backend: burn-flex, which measured 10–20× faster than burn-ndarray on a YOLO conv stack
+/// (burn-ndarray's input-gradient conv is a scalar loop) and is the only Burn CPU backend that computes in f16.
+pub type Cpu = burn::backend::Flex;
+/// burn-ndarray, kept for comparison behind the `ndarray` feature.
+#[cfg(feature = "ndarray")]
+pub type NdArray = burn::backend::NdArray;
+/// burn-cuda, behind the `cuda` feature.
+#[cfg(feature = "cuda")]
+pub type Cuda = burn::backend::Cuda;
+
+/// A backend the binary can run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// burn-flex on the CPU (the default).
+    Flex,
+    /// burn-ndarray on the CPU (feature `ndarray`).
+    NdArray,
+    /// burn-cuda on GPU `index` (feature `cuda`).
+    Cuda(usize),
+}
+
+impl BackendChoice {
+    /// Names accepted on the command line and in `train.device`.
+    pub const ALLOWED: &'static str = "cpu, flex, ndarray, cuda, cuda:N";
+}
+
+impl FromStr for BackendChoice {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "cpu" | "flex" => Ok(Self::Flex),
+            "ndarray" => Ok(Self::NdArray),
+            "cuda" | "gpu" => Ok(Self::Cuda(0)),
+            other => other
+                .strip_prefix("cuda:")
+                .and_then(|i| i.parse().ok())
+                .map(Self::Cuda)
+                .ok_or_else(|| format!("unknown device `{text}`; allowed: {}", Self::ALLOWED)),
+        }
+    }
+}
+
+impl fmt::Display for BackendChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Flex => write!(f, "cpu (burn-flex)"),
+            Self::NdArray => write!(f, "cpu (burn-ndarray)"),
+            Self::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+/// Work that runs on whichever backend [`dispatch`] picks.
+pub trait BackendJob {
+    type Output;
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output;
+}
+
+/// Runs `job` on the chosen backend, or says which cargo feature the binary lacks.
+pub fn dispatch<J: BackendJob>(
+    choice: BackendChoice,
+    job: J,
+) -> Result<J::Output, crate::YoloError> {
+    match choice {
+        BackendChoice::Flex => Ok(job.run::<Autodiff<Cpu>>(Default::default())),
+        #[cfg(feature = "ndarray")]
+        BackendChoice::NdArray => Ok(job.run::<Autodiff<NdArray>>(Default::default())),
+        #[cfg(feature = "cuda")]
+        BackendChoice::Cuda(index) => {
+            check_cuda_toolkit()?;
+            Ok(job.run::<Autodiff<Cuda>>(burn::backend::cuda::CudaDevice::new(index)))
+        }
+        #[allow(unreachable_patterns)]
+        other => Err(crate::YoloError::InvalidConfig(format!(
+            "device {other} is not compiled into this binary; rebuild with `cargo build --release --features {}`",
+            if matches!(other, BackendChoice::NdArray) { "ndarray" } else { "cuda" }
+        ))),
+    }
+}
+
+/// burn-cuda compiles kernels at run time with NVRTC and needs the CUDA headers; without them it panics deep
+/// inside cubecl. Check first and say what to set (see docs/GPU.md in the shared reference folder).
+#[cfg(feature = "cuda")]
+fn check_cuda_toolkit() -> Result<(), crate::YoloError> {
+    let candidates = std::env::var_os("CUDA_PATH")
+        .map(std::path::PathBuf::from)
+        .into_iter()
+        .chain(["/usr/local/cuda", "/opt/cuda"].map(std::path::PathBuf::from));
+    for root in candidates {
+        if root.join("include").join("cuda_runtime.h").exists() {
+            return Ok(());
+        }
+    }
+    Err(crate::YoloError::InvalidConfig(
+        "CUDA headers not found: set CUDA_PATH to a CUDA toolkit (with include/cuda_runtime.h) and put its \
+         lib folder on LD_LIBRARY_PATH"
+            .into(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_names_parse() {
+        assert_eq!("cpu".parse::<BackendChoice>(), Ok(BackendChoice::Flex));
+        assert_eq!(
+            "cuda:1".parse::<BackendChoice>(),
+            Ok(BackendChoice::Cuda(1))
+        );
+        assert!("tpu"
+            .parse::<BackendChoice>()
+            .unwrap_err()
+            .contains("allowed"));
+    }
+}

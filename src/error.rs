@@ -1,0 +1,24 @@
+//! The library's error type. The binary wraps it with `anyhow` context; nothing here panics on user input.
+
+use std::path::PathBuf;
+
+/// Everything the library can refuse, each variant naming what the user must fix.
+#[derive(Debug, thiserror::Error)]
+pub enum YoloError {
+    /// A config file or `--set` override is malformed; the message names the key and the allowed values.
+    #[error("{0}")]
+    InvalidConfig(String),
+    /// A weights file does not fit the model built from the config.
+    #[error("weights {path} do not fit the model: {detail}")]
+    WeightsMismatch { path: PathBuf, detail: String },
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A safetensors file could not be parsed or written.
+    #[error("{path}: {detail}")]
+    Safetensors { path: PathBuf, detail: String },
+}

@@ -1,0 +1,281 @@
+//! The `yolo-burn` command line: parse, load the config, dispatch. Errors print once, here, and exit 2.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use yolo_burn::backend::{self, BackendChoice};
+use yolo_burn::bench::ModelBench;
+use yolo_burn::config::{Arch, Config, ScaleName};
+use yolo_burn::model::weights::load_ultralytics;
+use yolo_burn::model::yolo::parameter_count;
+use yolo_burn::model::{Layer, YoloConfig};
+
+/// Train, evaluate and export YOLOv8 and YOLO11 object detectors, on Burn.
+///
+/// Every subcommand reads a TOML config (`--config`, default configs/yolo.toml) whose keys can be overridden
+/// with `--set section.key=value`, as Ultralytics' `key=value` arguments.
+#[derive(Parser, Debug)]
+#[command(name = "yolo-burn", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train a detector (not implemented yet: the trainer issue).
+    Train(TrainArgs),
+    /// Evaluate a checkpoint with COCO mAP (not implemented yet: the evaluation issue).
+    Val(ConfigArgs),
+    /// Detect objects in images and write annotated copies and JSON (not implemented yet).
+    Predict(ConfigArgs),
+    /// Export a checkpoint to ONNX for TensorRT / DeepStream (not implemented yet).
+    Export(ConfigArgs),
+    /// Print the model summary: layers, parameters and GFLOPs at the configured imgsz.
+    Info(InfoArgs),
+    /// Time forward and forward+backward of a model on a backend (see docs/benchmarks.md).
+    Bench(BenchArgs),
+}
+
+/// The config file and its overrides, shared by every subcommand.
+#[derive(Args, Debug)]
+struct ConfigArgs {
+    /// TOML config file.
+    #[arg(long, short, default_value = "configs/yolo.toml")]
+    config: PathBuf,
+    /// Override a config key, e.g. `--set train.epochs=10 --set model.scale=s` (repeatable).
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    overrides: Vec<String>,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> Result<Config> {
+        Config::load(&self.config, &self.overrides).map_err(anyhow::Error::from)
+    }
+}
+
+#[derive(Args, Debug)]
+struct TrainArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Continue a run from its `weights/last` checkpoint.
+    #[arg(long, value_name = "CHECKPOINT")]
+    resume: Option<PathBuf>,
+    /// Run folder name under `train.project` (overrides `train.name`).
+    #[arg(long)]
+    name: Option<String>,
+    /// Reuse an existing run folder instead of suffixing the name.
+    #[arg(long)]
+    exist_ok: bool,
+    /// Only print errors and the final summary.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
+struct InfoArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Also load these Ultralytics-layout safetensors weights, to check that they fit the model.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct BenchArgs {
+    /// Model family.
+    #[arg(long, default_value = "yolov8")]
+    arch: Arch,
+    /// Model scale.
+    #[arg(long, default_value = "n")]
+    scale: ScaleName,
+    /// Square input size.
+    #[arg(long, default_value_t = 320)]
+    imgsz: usize,
+    /// Images per batch.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Timed iterations of each measurement.
+    #[arg(long, default_value_t = 5)]
+    iters: usize,
+    /// Untimed iterations first.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Backend: cpu (burn-flex), ndarray (feature `ndarray`), cuda[:N] (feature `cuda`).
+    #[arg(long, default_value = "cpu")]
+    backend: String,
+    /// Print one JSON line instead of a sentence.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            if is_broken_pipe(&err) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("yolo-burn: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+        .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(args) => {
+            args.config.load()?;
+            not_yet("train", "the trainer issue")
+        }
+        Command::Val(args) => {
+            args.load()?;
+            not_yet("val", "the evaluation issue")
+        }
+        Command::Predict(args) => {
+            args.load()?;
+            not_yet("predict", "the evaluation and prediction issue")
+        }
+        Command::Export(args) => {
+            args.load()?;
+            not_yet("export", "the export issue")
+        }
+        Command::Info(args) => info(&args),
+        Command::Bench(args) => bench(&args),
+    }
+}
+
+fn not_yet(command: &str, issue: &str) -> Result<()> {
+    bail!("`{command}` is not implemented yet (see {issue}); the config was read and is valid")
+}
+
+/// Ultralytics' `model.info()`: per-layer table and the one-line summary.
+fn info(args: &InfoArgs) -> Result<()> {
+    let config = args.config.load()?;
+    let (nc, nc_source) = match config.model.nc {
+        Some(nc) => (nc, "model.nc"),
+        None => (80, "model.nc unset, so 80 as in the Ultralytics yaml"),
+    };
+    let model_config = YoloConfig::new(config.model.arch, config.model.scale, nc);
+    let device = Default::default();
+    let mut model = model_config.init::<backend::Cpu>(&device);
+    if let Some(path) = args.weights.as_ref().or(config.model.weights.as_ref()) {
+        model = load_ultralytics(model, path)?;
+        println!("weights: {} loaded, every key matched", path.display());
+    }
+    let imgsz = config.train.imgsz;
+    println!("{:>3}  {:<8} {:>10}  arguments", "", "module", "params");
+    for (i, layer) in model.model.iter().enumerate() {
+        let (name, detail) = describe(layer);
+        println!(
+            "{i:>3}  {name:<8} {:>10}  {detail}",
+            thousands(parameter_count(layer))
+        );
+    }
+    let params = model.num_parameters();
+    let frozen = 16; // DFL's fixed conv
+    println!(
+        "{} summary ({nc} classes, {nc_source}): {} layers, {} parameters, {} gradients, {:.1} GFLOPs at {imgsz}x{imgsz}",
+        title(&model_config),
+        model.model.len(),
+        thousands(params),
+        thousands(params - frozen),
+        model.gflops([imgsz, imgsz]),
+    );
+    Ok(())
+}
+
+fn title(config: &YoloConfig) -> String {
+    match config.arch {
+        Arch::Yolov8 => format!("YOLOv8{}", config.scale),
+        Arch::Yolo11 => format!("YOLO11{}", config.scale),
+    }
+}
+
+fn describe<B: burn::tensor::backend::Backend>(layer: &Layer<B>) -> (&'static str, String) {
+    match layer {
+        Layer::Conv(m) => {
+            let [c1, c2] = [
+                m.conv.weight.dims()[1] * m.conv.groups,
+                m.conv.weight.dims()[0],
+            ];
+            (
+                "Conv",
+                format!(
+                    "[{c1}, {c2}, {}, {}]",
+                    m.conv.kernel_size[0], m.conv.stride[0]
+                ),
+            )
+        }
+        Layer::Csp(m) => {
+            let inner = match m.m.first() {
+                Some(yolo_burn::model::blocks::CspInner::C3k(_)) => "C3k",
+                _ => "Bottleneck",
+            };
+            ("C2f", format!("{} x {inner}, hidden {}", m.m.len(), m.c))
+        }
+        Layer::Sppf(_) => ("SPPF", "k 5".into()),
+        Layer::C2psa(m) => ("C2PSA", format!("{} x PSABlock, hidden {}", m.m.len(), m.c)),
+        Layer::Upsample(f) => ("Upsample", format!("nearest x{f}")),
+        Layer::Concat(other) => ("Concat", format!("[-1, {other}]")),
+        Layer::Detect(d) => ("Detect", format!("nc {}, reg_max 16", d.nc)),
+    }
+}
+
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+fn bench(args: &BenchArgs) -> Result<()> {
+    let choice: BackendChoice = args
+        .backend
+        .parse()
+        .map_err(anyhow::Error::msg)
+        .context("--backend")?;
+    if args.imgsz == 0 || !args.imgsz.is_multiple_of(32) {
+        bail!("--imgsz {} must be a positive multiple of 32", args.imgsz);
+    }
+    let job = ModelBench {
+        model: YoloConfig::new(args.arch, args.scale, 80),
+        imgsz: args.imgsz,
+        batch: args.batch.max(1),
+        warmup: args.warmup,
+        iters: args.iters.max(1),
+    };
+    let result = backend::dispatch(choice, job)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&result)?);
+    } else {
+        println!(
+            "{} imgsz {} batch {} on {choice} ({} threads): forward {:.1} ms/img ({:.2} img/s), \
+             forward+backward {:.1} ms/img ({:.2} img/s)",
+            result.model,
+            result.imgsz,
+            result.batch,
+            result.threads,
+            result.forward_ms_per_img,
+            result.forward_img_per_s,
+            result.train_ms_per_img,
+            result.train_img_per_s
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,219 @@
+//! Ultralytics checkpoints as safetensors: load a `DetectionModel.state_dict()` (keys `model.<i>.…`) into a
+//! [`Yolo`], and save a [`Yolo`] back to the same keys so PyTorch can `load_state_dict(strict=True)` it.
+//!
+//! Our module tree mirrors Ultralytics' (see `yolo.rs`), so the only translation is burn-store's
+//! PyTorch adapter (BatchNorm `weight`/`bias` ↔ `gamma`/`beta`) and skipping our enum variant names.
+//! `scripts/ultralytics_to_safetensors.py` makes such a file from a `.pt`.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+use burn::tensor::backend::Backend;
+use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use safetensors::tensor::{Dtype, TensorView};
+
+use super::Yolo;
+use crate::YoloError;
+
+/// The BatchNorm batch counter PyTorch keeps in every state_dict; it has no effect on the model.
+const NUM_BATCHES_TRACKED: &str = "num_batches_tracked";
+
+/// What a weights file says about itself, from its safetensors header.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WeightsHeader {
+    pub metadata: HashMap<String, String>,
+    /// Number of tensors in the file.
+    pub tensors: usize,
+}
+
+impl WeightsHeader {
+    pub fn read(path: &Path) -> Result<Self, YoloError> {
+        let bytes = std::fs::read(path).map_err(|source| YoloError::Io {
+            path: path.into(),
+            source,
+        })?;
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| {
+            YoloError::Safetensors {
+                path: path.into(),
+                detail: e.to_string(),
+            }
+        })?;
+        Ok(Self {
+            metadata: meta.metadata().clone().unwrap_or_default(),
+            tensors: meta.tensors().len(),
+        })
+    }
+}
+
+/// Loads an Ultralytics-layout safetensors state_dict into `model`.
+///
+/// Fails, listing the keys, when any model tensor is missing from the file, when the file has a tensor the
+/// model lacks (other than BatchNorm's `num_batches_tracked`), or when a shape differs.
+pub fn load_ultralytics<B: Backend>(model: Yolo<B>, path: &Path) -> Result<Yolo<B>, YoloError> {
+    let mut model = model;
+    let mut store = SafetensorsStore::from_file(path)
+        .with_from_adapter(PyTorchToBurnAdapter)
+        .skip_enum_variants(true)
+        .allow_partial(true)
+        .validate(false);
+    let result = model
+        .load_from(&mut store)
+        .map_err(|e| YoloError::Safetensors {
+            path: path.into(),
+            detail: e.to_string(),
+        })?;
+    let applied: std::collections::HashSet<&str> =
+        result.applied.iter().map(String::as_str).collect();
+    let unused: Vec<&String> = result
+        .unused
+        .iter()
+        .filter(|k| !k.ends_with(NUM_BATCHES_TRACKED) && !applied_as_burn_norm(k, &applied))
+        .collect();
+    let mut problems = Vec::new();
+    if !result.missing.is_empty() {
+        let keys: Vec<&str> = result.missing.iter().map(|(k, _)| k.as_str()).collect();
+        problems.push(format!(
+            "{} model tensors missing from the file: {}",
+            keys.len(),
+            preview(&keys)
+        ));
+    }
+    if !unused.is_empty() {
+        let keys: Vec<&str> = unused.iter().map(|k| k.as_str()).collect();
+        problems.push(format!(
+            "{} file tensors the model does not have: {}",
+            keys.len(),
+            preview(&keys)
+        ));
+    }
+    if !result.errors.is_empty() {
+        let errors: Vec<String> = result.errors.iter().map(|e| e.to_string()).collect();
+        let errors: Vec<&str> = errors.iter().map(String::as_str).collect();
+        problems.push(format!(
+            "{} tensors do not fit: {}",
+            errors.len(),
+            preview(&errors)
+        ));
+    }
+    if problems.is_empty() {
+        Ok(model)
+    } else {
+        let hint = "check model.arch, model.scale and model.nc against the checkpoint";
+        Err(YoloError::WeightsMismatch {
+            path: path.into(),
+            detail: format!("{}; {hint}", problems.join("; ")),
+        })
+    }
+}
+
+/// burn-store 0.21 loads a BatchNorm's PyTorch `weight`/`bias` into `gamma`/`beta` through the adapter's
+/// alternative names, yet still lists the PyTorch keys as unused. Such a key was used exactly when its Burn twin
+/// was applied.
+fn applied_as_burn_norm(key: &str, applied: &std::collections::HashSet<&str>) -> bool {
+    let twin =
+        |suffix: &str, burn: &str| key.strip_suffix(suffix).map(|stem| format!("{stem}{burn}"));
+    [twin(".weight", ".gamma"), twin(".bias", ".beta")]
+        .into_iter()
+        .flatten()
+        .any(|t| applied.contains(t.as_str()))
+}
+
+fn preview(keys: &[&str]) -> String {
+    const SHOWN: usize = 8;
+    let mut text = keys
+        .iter()
+        .take(SHOWN)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if keys.len() > SHOWN {
+        text.push_str(&format!(", … ({} more)", keys.len() - SHOWN));
+    }
+    text
+}
+
+/// Saves `model` as an Ultralytics-layout safetensors state_dict (float32, plus an int64 zero
+/// `num_batches_tracked` per BatchNorm so a strict PyTorch load accepts it). `metadata` goes into the header.
+///
+/// The file is written to a temporary sibling, synced, then renamed, so an interrupted save never leaves a
+/// half-written file under `path`.
+pub fn save_ultralytics<B: Backend>(
+    model: &Yolo<B>,
+    path: &Path,
+    metadata: &HashMap<String, String>,
+) -> Result<(), YoloError> {
+    let snapshots = model.collect(None, Some(Box::new(BurnToPyTorchAdapter)), true);
+    let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> =
+        Vec::with_capacity(snapshots.len() * 2);
+    for snapshot in &snapshots {
+        let key = snapshot.full_path();
+        let data = snapshot
+            .to_data()
+            .map(|d| d.convert::<f32>())
+            .map_err(|e| YoloError::Safetensors {
+                path: path.into(),
+                detail: format!("{key}: {e}"),
+            })?;
+        let shape = data.shape.to_vec();
+        if let Some(prefix) = key.strip_suffix("running_var") {
+            tensors.push((
+                format!("{prefix}{NUM_BATCHES_TRACKED}"),
+                Dtype::I64,
+                vec![],
+                0i64.to_le_bytes().to_vec(),
+            ));
+        }
+        tensors.push((key, Dtype::F32, shape, data.into_bytes().to_vec()));
+    }
+    let views = tensors
+        .iter()
+        .map(|(k, dtype, shape, bytes)| {
+            TensorView::new(*dtype, shape.clone(), bytes)
+                .map(|v| (k.clone(), v))
+                .map_err(|e| YoloError::Safetensors {
+                    path: path.into(),
+                    detail: e.to_string(),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let bytes = safetensors::serialize(views, Some(metadata.clone())).map_err(|e| {
+        YoloError::Safetensors {
+            path: path.into(),
+            detail: e.to_string(),
+        }
+    })?;
+    write_atomic(path, &bytes)
+}
+
+/// The state_dict keys [`save_ultralytics`] writes for `model`, in Ultralytics' naming, `num_batches_tracked`
+/// included.
+pub fn state_dict_keys<B: Backend>(model: &Yolo<B>) -> Vec<String> {
+    let snapshots = model.collect(None, Some(Box::new(BurnToPyTorchAdapter)), true);
+    let mut keys = Vec::with_capacity(snapshots.len() * 2);
+    for snapshot in snapshots {
+        let key = snapshot.full_path();
+        if let Some(prefix) = key.strip_suffix("running_var") {
+            keys.push(format!("{prefix}{NUM_BATCHES_TRACKED}"));
+        }
+        keys.push(key);
+    }
+    keys
+}
+
+/// Writes `bytes` to a temp file beside `path`, fsyncs it, and renames it over `path`.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), YoloError> {
+    let io = |source| YoloError::Io {
+        path: path.into(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    tmp.write_all(bytes).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
