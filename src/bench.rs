@@ -45,12 +45,12 @@ impl BackendJob for ModelBench {
         let shape = [self.batch, 3, self.imgsz, self.imgsz];
         let images = Tensor::<B, 4>::random(shape, Distribution::Uniform(0.0, 1.0), &device);
 
-        // Eval mode: the inner backend, BatchNorm on running statistics, no graph.
+        // Eval mode: the inner backend, BatchNorm on running statistics, no graph; decoded boxes as Ultralytics'
+        // eval forward returns them.
         let eval_model = model.valid();
         let eval_images = images.clone().inner();
         let forward = || {
-            let out = eval_model.forward(eval_images.clone());
-            let _ = (out.boxes.sum() + out.scores.sum()).into_scalar();
+            let _ = eval_model.predict(eval_images.clone()).sum().into_scalar();
         };
         let forward_s = time(self.warmup, self.iters, forward);
 

@@ -176,7 +176,7 @@ fn info(args: &InfoArgs) -> Result<()> {
     let imgsz = config.train.imgsz;
     println!("{:>3}  {:<8} {:>10}  arguments", "", "module", "params");
     for (i, layer) in model.model.iter().enumerate() {
-        let (name, detail) = describe(layer);
+        let (name, detail) = describe(layer, config.model.arch);
         println!(
             "{i:>3}  {name:<8} {:>10}  {detail}",
             thousands(parameter_count(layer))
@@ -202,7 +202,11 @@ fn title(config: &YoloConfig) -> String {
     }
 }
 
-fn describe<B: burn::tensor::backend::Backend>(layer: &Layer<B>) -> (&'static str, String) {
+/// A layer's Ultralytics module name and arguments, for the `info` table.
+fn describe<B: burn::tensor::backend::Backend>(
+    layer: &Layer<B>,
+    arch: Arch,
+) -> (&'static str, String) {
     match layer {
         Layer::Conv(m) => {
             let [c1, c2] = [
@@ -222,7 +226,11 @@ fn describe<B: burn::tensor::backend::Backend>(layer: &Layer<B>) -> (&'static st
                 Some(yolo_burn::model::blocks::CspInner::C3k(_)) => "C3k",
                 _ => "Bottleneck",
             };
-            ("C2f", format!("{} x {inner}, hidden {}", m.m.len(), m.c))
+            let name = match arch {
+                Arch::Yolov8 => "C2f",
+                Arch::Yolo11 => "C3k2",
+            };
+            (name, format!("{} x {inner}, hidden {}", m.m.len(), m.c))
         }
         Layer::Sppf(_) => ("SPPF", "k 5".into()),
         Layer::C2psa(m) => ("C2PSA", format!("{} x PSABlock, hidden {}", m.m.len(), m.c)),

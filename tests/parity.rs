@@ -261,3 +261,16 @@ fn weights_for_another_model_are_refused_with_the_keys() {
         "{text}"
     );
 }
+
+#[test]
+fn checkpoint_without_sppf_activation_is_refused() {
+    let case = cases().into_iter().next().expect("a case");
+    let model = case.load_model();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("yolo26-style.safetensors");
+    let metadata = HashMap::from([("sppf_cv1_act".to_string(), "identity".to_string())]);
+    save_ultralytics(&model, &path, &metadata).expect("save");
+    let fresh = case.model_config().init::<B>(&Default::default());
+    let err = load_ultralytics(fresh, &path).expect_err("an SPPF without activation is not ours");
+    assert!(err.to_string().contains("SPPF.cv1"), "{err}");
+}

@@ -19,38 +19,58 @@ use crate::YoloError;
 /// The BatchNorm batch counter PyTorch keeps in every state_dict; it has no effect on the model.
 const NUM_BATCHES_TRACKED: &str = "num_batches_tracked";
 
-/// What a weights file says about itself, from its safetensors header.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct WeightsHeader {
-    pub metadata: HashMap<String, String>,
-    /// Number of tensors in the file.
-    pub tensors: usize,
+/// Reads the `__metadata__` of a safetensors file from its header alone (the first 8 + n bytes), so that a
+/// large checkpoint is not read whole just to be described.
+pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>, YoloError> {
+    use std::io::Read;
+    let io = |source| YoloError::Io {
+        path: path.into(),
+        source,
+    };
+    let bad = |detail: String| YoloError::Safetensors {
+        path: path.into(),
+        detail,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).map_err(io)?;
+    let len = u64::from_le_bytes(len);
+    if len > 100_000_000 {
+        return Err(bad(format!(
+            "header of {len} bytes: not a safetensors file"
+        )));
+    }
+    let mut header = vec![0u8; len as usize];
+    file.read_exact(&mut header).map_err(io)?;
+    #[derive(serde::Deserialize)]
+    struct Header {
+        #[serde(rename = "__metadata__", default)]
+        metadata: HashMap<String, String>,
+    }
+    let header: Header =
+        serde_json::from_slice(&header).map_err(|e| bad(format!("header: {e}")))?;
+    Ok(header.metadata)
 }
 
-impl WeightsHeader {
-    pub fn read(path: &Path) -> Result<Self, YoloError> {
-        let bytes = std::fs::read(path).map_err(|source| YoloError::Io {
-            path: path.into(),
-            source,
-        })?;
-        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| {
-            YoloError::Safetensors {
-                path: path.into(),
-                detail: e.to_string(),
-            }
-        })?;
-        Ok(Self {
-            metadata: meta.metadata().clone().unwrap_or_default(),
-            tensors: meta.tensors().len(),
-        })
-    }
-}
+/// Metadata that scripts/ultralytics_to_safetensors.py writes: the activation SPPF's `cv1` really has.
+const META_SPPF_CV1_ACT: &str = "sppf_cv1_act";
 
 /// Loads an Ultralytics-layout safetensors state_dict into `model`.
 ///
 /// Fails, listing the keys, when any model tensor is missing from the file, when the file has a tensor the
 /// model lacks (other than BatchNorm's `num_batches_tracked`), or when a shape differs.
 pub fn load_ultralytics<B: Backend>(model: Yolo<B>, path: &Path) -> Result<Yolo<B>, YoloError> {
+    // YOLOv8/11 always have SiLU there; only YOLO26-style SPPF rows drop it, and we do not build those.
+    if read_metadata(path)?
+        .get(META_SPPF_CV1_ACT)
+        .is_some_and(|act| act != "silu")
+    {
+        let detail = "SPPF.cv1 has no activation (a YOLO26-style checkpoint); yolo-burn builds YOLOv8 and YOLO11";
+        return Err(YoloError::WeightsMismatch {
+            path: path.into(),
+            detail: detail.into(),
+        });
+    }
     let mut model = model;
     let mut store = SafetensorsStore::from_file(path)
         .with_from_adapter(PyTorchToBurnAdapter)

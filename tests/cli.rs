@@ -1,0 +1,154 @@
+//! The binary as a user meets it: `info` numbers, bad configs rejected with the key named (exit 2, no panic),
+//! and subcommands that do not exist yet failing loudly instead of pretending.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn yolo_burn(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_yolo-burn"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run yolo-burn")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A user error: exit code 2, one `yolo-burn:` line naming the problem, and no Rust panic.
+fn assert_user_error(out: &Output, needles: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(2), "exit code; stderr: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert!(err.starts_with("yolo-burn: "), "{err}");
+    for needle in needles {
+        assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
+    }
+}
+
+fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// The summary line's GFLOPs figure, e.g. `8.9` from "..., 8.9 GFLOPs at 640x640".
+fn gflops(summary: &str) -> f64 {
+    let before = summary.split(" GFLOPs").next().expect("GFLOPs in summary");
+    before
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("number before GFLOPs")
+}
+
+#[test]
+fn info_prints_ultralytics_parameter_counts_and_gflops() {
+    let cases = [("yolov8", "3,157,200", 8.9), ("yolo11", "2,624,080", 6.7)];
+    for (arch, params, ultralytics_gflops) in cases {
+        let out = yolo_burn(&[
+            "info",
+            "--config",
+            "configs/yolo.toml",
+            "--set",
+            &format!("model.arch={arch}"),
+            "--set",
+            "train.imgsz=640",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = stdout(&out);
+        let summary = text.lines().last().expect("summary line");
+        assert!(
+            summary.contains(&format!("{params} parameters")),
+            "{summary}"
+        );
+        let ours = gflops(summary);
+        assert!(
+            (ours - ultralytics_gflops).abs() / ultralytics_gflops < 0.02,
+            "{summary}"
+        );
+    }
+}
+
+#[test]
+fn info_loads_weights_and_refuses_a_mismatch() {
+    let weights =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/parity/yolov8n.weights.safetensors");
+    let weights = weights.to_str().expect("utf-8 path");
+    let ok = yolo_burn(&["info", "--set", "model.nc=80", "--weights", weights]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(stdout(&ok).contains("every key matched"));
+    let bad = yolo_burn(&[
+        "info",
+        "--set",
+        "model.nc=80",
+        "--set",
+        "model.scale=s",
+        "--weights",
+        weights,
+    ]);
+    assert_user_error(&bad, &["do not fit the model", "model.scale"]);
+}
+
+#[test]
+fn unknown_key_is_named_with_a_suggestion() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "[train]\nepoch = 3\n");
+    let out = yolo_burn(&["info", "--config", config.to_str().expect("utf-8")]);
+    assert_user_error(
+        &out,
+        &["train.epoch", "bad.toml", "did you mean `train.epochs`"],
+    );
+}
+
+#[test]
+fn wrong_type_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "[train]\nepochs = \"ten\"\n");
+    let out = yolo_burn(&["info", "--config", config.to_str().expect("utf-8")]);
+    assert_user_error(&out, &["train.epochs", "bad.toml", "integer"]);
+}
+
+#[test]
+fn negative_epochs_are_rejected_from_file_and_set() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "[train]\nepochs = -3\n");
+    let out = yolo_burn(&["train", "--config", config.to_str().expect("utf-8")]);
+    assert_user_error(&out, &["train.epochs", "-3", "≥ 1"]);
+    let out = yolo_burn(&["train", "--set", "train.epochs=-3"]);
+    assert_user_error(&out, &["train.epochs", "--set", "≥ 1"]);
+}
+
+#[test]
+fn bad_choice_lists_the_allowed_values() {
+    let out = yolo_burn(&["info", "--set", "model.arch=yolov5"]);
+    assert_user_error(&out, &["model.arch", "yolov8", "yolo11"]);
+}
+
+#[test]
+fn missing_config_file_is_named() {
+    let out = yolo_burn(&["info", "--config", "configs/does-not-exist.toml"]);
+    assert_user_error(&out, &["configs/does-not-exist.toml"]);
+}
+
+#[test]
+fn unimplemented_subcommands_fail_loudly() {
+    for command in ["train", "predict", "export"] {
+        let out = yolo_burn(&[command]);
+        assert_user_error(&out, &["not implemented yet"]);
+    }
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for command in ["train", "val", "predict", "export", "info", "bench"] {
+        let out = yolo_burn(&[command, "--help"]);
+        assert!(out.status.success(), "{command} --help: {}", stderr(&out));
+        assert!(stdout(&out).contains("Usage: yolo-burn"), "{command}");
+    }
+}
