@@ -1,0 +1,231 @@
+//! `v8DetectionLoss`: the loss YOLOv8 and YOLO11 detectors train with.
+//!
+//! Source: ultralytics/utils/loss.py `v8DetectionLoss`, `BboxLoss` (8.4.190). Per batch: pad the targets per
+//! image, decode the predicted boxes, assign targets ([`super::tal`]), then
+//! - cls: BCE-with-logits of every anchor and class against the soft target scores,
+//! - box: `1 - CIoU` of each foreground anchor's box, weighted by its target score,
+//! - dfl: DFL of each foreground anchor's side distributions, weighted the same way,
+//!
+//! each summed and divided by `target_scores_sum` (at least 1), then multiplied by its gain. The trainer
+//! back-propagates `(box + cls + dfl) · batch_size`.
+
+use burn::config::Config;
+use burn::tensor::activation::{log_sigmoid, sigmoid};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, Int, Tensor, TensorData};
+
+use super::dfl::{dfl_loss, dist_expectation};
+use super::iou::{bbox_iou_xyxy, BoxesXyxy, IouKind};
+use super::tal::{
+    bbox2dist_ltrb, dist2bbox_xyxy, GroundTruth, TaskAlignedAssigner, TaskAlignedAssignerConfig,
+};
+use crate::model::{Anchors, HeadOutput, REG_MAX, STRIDES};
+use crate::YoloError;
+
+/// Builds a [`DetectionLoss`]. Gains are Ultralytics' defaults (ultralytics/cfg/default.yaml `box`, `cls`, `dfl`).
+#[derive(Config, Debug)]
+pub struct DetectionLossConfig {
+    /// Weight of the CIoU box loss.
+    #[config(default = 7.5)]
+    pub box_gain: f64,
+    /// Weight of the BCE class loss.
+    #[config(default = 0.5)]
+    pub cls_gain: f64,
+    /// Weight of the distribution focal loss.
+    #[config(default = 1.5)]
+    pub dfl_gain: f64,
+    /// The target assigner's settings.
+    #[config(default = "TaskAlignedAssignerConfig::new()")]
+    pub assigner: TaskAlignedAssignerConfig,
+}
+
+impl DetectionLossConfig {
+    pub fn init(&self) -> DetectionLoss {
+        DetectionLoss {
+            box_gain: self.box_gain,
+            cls_gain: self.cls_gain,
+            dfl_gain: self.dfl_gain,
+            assigner: self.assigner.init(),
+        }
+    }
+}
+
+/// See the module doc; built by [`DetectionLossConfig::init`].
+#[derive(Debug, Clone)]
+pub struct DetectionLoss {
+    box_gain: f64,
+    cls_gain: f64,
+    dfl_gain: f64,
+    assigner: TaskAlignedAssigner,
+}
+
+/// A batch's ground truth in Ultralytics' batch format (`batch_idx`, `cls`, `bboxes`), one entry per object,
+/// grouped by image as the collate function leaves them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Targets {
+    /// Image of each object within the batch.
+    pub batch_idx: Vec<usize>,
+    /// Class id of each object.
+    pub cls: Vec<usize>,
+    /// Each object's box: centre x, centre y, width, height, as fractions of the input width and height.
+    pub bboxes_cxcywh_norm: Vec<[f32; 4]>,
+}
+
+/// The three loss terms, each gain-scaled and normalised by `target_scores_sum`, not multiplied by the batch
+/// size: what Ultralytics prints and writes to results.csv.
+///
+/// # Shapes
+/// each `[1]`
+#[derive(Debug, Clone)]
+pub struct LossParts<B: Backend> {
+    pub box_loss: Tensor<B, 1>,
+    pub cls_loss: Tensor<B, 1>,
+    pub dfl_loss: Tensor<B, 1>,
+}
+
+/// What [`DetectionLoss::forward`] returns.
+#[derive(Debug, Clone)]
+pub struct LossOutput<B: Backend> {
+    /// `[1]` `(box + cls + dfl) · batch_size`, what the trainer back-propagates.
+    pub total: Tensor<B, 1>,
+    pub parts: LossParts<B>,
+}
+
+impl DetectionLoss {
+    /// Ultralytics' `v8DetectionLoss.loss`. Gradients reach `out.boxes` and `out.scores`; the assignment sees
+    /// detached values only. The input size is the P3 grid times 8, as Ultralytics derives it.
+    ///
+    /// # Shapes
+    /// `out`: boxes `[B, 4R, A]`, scores `[B, nc, A]`; `targets`: N objects
+    pub fn forward<B: Backend>(
+        &self,
+        out: &HeadOutput<B>,
+        targets: &Targets,
+    ) -> Result<LossOutput<B>, YoloError> {
+        let [b, channels, a] = out.boxes.dims();
+        let [_, nc, _] = out.scores.dims();
+        if channels != 4 * REG_MAX {
+            return Err(YoloError::InvalidConfig(format!(
+                "the head gives {channels} box channels; the loss needs 4 x reg_max = {}",
+                4 * REG_MAX
+            )));
+        }
+        let device = out.boxes.device();
+        let image_hw_px = out.grids[0].map(|cells| (cells * STRIDES[0]) as f32);
+
+        // Anchor-major layout, as Ultralytics permutes the head outputs. [B, A, 4, R], [B, A, nc]
+        let pred_dist = out
+            .boxes
+            .clone()
+            .swap_dims(1, 2)
+            .reshape([b, a, 4, REG_MAX]);
+        let pred_scores = out.scores.clone().swap_dims(1, 2);
+        let anchors = Anchors::new(out.grids, &device);
+        let points_grid = anchors.points_grid.swap_dims(1, 2); // [1, A, 2]
+        let strides = anchors.strides.swap_dims(1, 2); // [1, A, 1]
+
+        let gt = ground_truth(targets, b, nc, image_hw_px, &device)?;
+        let pred_bboxes_grid =
+            dist2bbox_xyxy(dist_expectation(pred_dist.clone()), points_grid.clone());
+        let assigned = self.assigner.assign(
+            sigmoid(pred_scores.clone().detach()),
+            pred_bboxes_grid.clone().detach() * strides.clone(),
+            (points_grid.clone() * strides.clone()).reshape([a, 2]),
+            &gt,
+        );
+        let target_scores = assigned.target_scores;
+        let target_scores_sum = target_scores.clone().sum().clamp_min(1.0);
+
+        // BCE with logits: (1 - z)·x - log σ(x), torch's stable form.
+        let bce = target_scores.clone().neg().add_scalar(1.0) * pred_scores.clone()
+            - log_sigmoid(pred_scores);
+        let cls_loss = bce.sum() / target_scores_sum.clone();
+
+        // Box terms. Off the foreground the target scores, hence the weights, are 0. [B, A, 1]
+        let weight = target_scores.sum_dim(2);
+        let target_bboxes_grid = assigned.target_bboxes_xyxy_px / strides;
+        let ciou = bbox_iou_xyxy(
+            BoxesXyxy::from_last_dim(pred_bboxes_grid),
+            BoxesXyxy::from_last_dim(target_bboxes_grid.clone()),
+            IouKind::Ciou,
+        );
+        let box_loss =
+            (ciou.neg().add_scalar(1.0) * weight.clone()).sum() / target_scores_sum.clone();
+        let target_ltrb = bbox2dist_ltrb(points_grid, target_bboxes_grid, REG_MAX - 1);
+        let dfl = (dfl_loss(pred_dist, target_ltrb) * weight).sum() / target_scores_sum;
+
+        let parts = LossParts {
+            box_loss: box_loss.mul_scalar(self.box_gain),
+            cls_loss: cls_loss.mul_scalar(self.cls_gain),
+            dfl_loss: dfl.mul_scalar(self.dfl_gain),
+        };
+        let total = (parts.box_loss.clone() + parts.cls_loss.clone() + parts.dfl_loss.clone())
+            .mul_scalar(b as f64);
+        Ok(LossOutput { total, parts })
+    }
+}
+
+/// Ultralytics' `v8DetectionLoss.preprocess`: the objects of each image, in order, padded with zeros to the
+/// largest count `M`, boxes scaled to pixels and turned into corners.
+fn ground_truth<B: Backend>(
+    targets: &Targets,
+    batch_size: usize,
+    nc: usize,
+    [h, w]: [f32; 2],
+    device: &B::Device,
+) -> Result<GroundTruth<B>, YoloError> {
+    let n = targets.batch_idx.len();
+    if targets.cls.len() != n || targets.bboxes_cxcywh_norm.len() != n {
+        return Err(YoloError::InvalidTargets(format!(
+            "{n} image indices, {} classes and {} boxes; each object needs all three",
+            targets.cls.len(),
+            targets.bboxes_cxcywh_norm.len()
+        )));
+    }
+    let mut counts = vec![0usize; batch_size];
+    for (i, (&image, &class)) in targets.batch_idx.iter().zip(&targets.cls).enumerate() {
+        if image >= batch_size {
+            return Err(YoloError::InvalidTargets(format!(
+                "object {i} belongs to image {image}, but the batch has {batch_size} images"
+            )));
+        }
+        if class >= nc {
+            return Err(YoloError::InvalidTargets(format!(
+                "object {i} has class {class}, but the model has {nc} classes (0..{})",
+                nc - 1
+            )));
+        }
+        if targets.bboxes_cxcywh_norm[i].iter().any(|v| !v.is_finite()) {
+            return Err(YoloError::InvalidTargets(format!(
+                "object {i} has a non-finite box {:?}",
+                targets.bboxes_cxcywh_norm[i]
+            )));
+        }
+        counts[image] += 1;
+    }
+    let m = counts.iter().copied().max().unwrap_or(0);
+    let mut labels = vec![0i64; batch_size * m];
+    let mut boxes = vec![0f32; batch_size * m * 4];
+    let mut valid = vec![false; batch_size * m];
+    let mut filled = vec![0usize; batch_size];
+    for ((&image, &class), &[cx, cy, bw, bh]) in targets
+        .batch_idx
+        .iter()
+        .zip(&targets.cls)
+        .zip(&targets.bboxes_cxcywh_norm)
+    {
+        let slot = image * m + filled[image];
+        filled[image] += 1;
+        let (cx, cy, half_w, half_h) = (cx * w, cy * h, bw * w / 2.0, bh * h / 2.0);
+        let corners = [cx - half_w, cy - half_h, cx + half_w, cy + half_h];
+        labels[slot] = class as i64;
+        boxes[slot * 4..slot * 4 + 4].copy_from_slice(&corners);
+        // Ultralytics marks real boxes by a positive coordinate sum.
+        valid[slot] = corners.iter().sum::<f32>() > 0.0;
+    }
+    Ok(GroundTruth {
+        labels: Tensor::<B, 2, Int>::from_data(TensorData::new(labels, [batch_size, m]), device),
+        boxes_xyxy_px: Tensor::from_data(TensorData::new(boxes, [batch_size, m, 4]), device),
+        mask: Tensor::<B, 2, Bool>::from_data(TensorData::new(valid, [batch_size, m]), device),
+    })
+}
