@@ -229,3 +229,124 @@ fn ground_truth<B: Backend>(
         mask: Tensor::<B, 2, Bool>::from_data(TensorData::new(valid, [batch_size, m]), device),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Autodiff;
+
+    type B = Autodiff<crate::backend::Cpu>;
+
+    /// A 64×64 input (A = 64 + 16 + 4 anchors), two images, 3 classes, uniform logits.
+    fn head_output() -> (HeadOutput<B>, Tensor<B, 3>, Tensor<B, 3>) {
+        let device = Default::default();
+        let boxes = Tensor::<B, 3>::zeros([2, 4 * REG_MAX, 84], &device).require_grad();
+        let scores = Tensor::<B, 3>::full([2, 3, 84], -2.0, &device).require_grad();
+        let out = HeadOutput {
+            boxes: boxes.clone(),
+            scores: scores.clone(),
+            grids: [[8, 8], [4, 4], [2, 2]],
+        };
+        (out, boxes, scores)
+    }
+
+    fn one_box() -> Targets {
+        Targets {
+            batch_idx: vec![1],
+            cls: vec![2],
+            bboxes_cxcywh_norm: vec![[0.5, 0.5, 0.5, 0.25]],
+        }
+    }
+
+    #[test]
+    fn loss_without_targets_is_class_loss_only() {
+        let (out, boxes, _) = head_output();
+        let loss = DetectionLossConfig::new()
+            .init()
+            .forward(&out, &Targets::default())
+            .expect("loss");
+        assert_eq!(loss.parts.box_loss.clone().into_scalar(), 0.0);
+        assert_eq!(loss.parts.dfl_loss.clone().into_scalar(), 0.0);
+        // Every logit is -2 and every target 0: BCE = softplus(-2), summed, divided by max(0, 1), times 0.5.
+        let bce = (1.0 + (-2f64).exp()).ln();
+        let want = 0.5 * bce * (2 * 3 * 84) as f64;
+        let cls = loss.parts.cls_loss.clone().into_scalar() as f64;
+        assert!((cls - want).abs() < 1e-3 * want, "{cls} vs {want}");
+        let total = loss.total.clone().into_scalar() as f64;
+        assert!(
+            (total - 2.0 * cls).abs() < 1e-3 * total,
+            "total is the sum times the batch size"
+        );
+        let grads = loss.total.backward();
+        let grad = boxes.grad(&grads).map(|g| g.abs().sum().into_scalar());
+        assert!(
+            grad.unwrap_or(0.0) == 0.0,
+            "no box gradient without targets"
+        );
+    }
+
+    #[test]
+    fn loss_with_a_target_has_all_three_terms() {
+        let (out, boxes, scores) = head_output();
+        let loss = DetectionLossConfig::new()
+            .init()
+            .forward(&out, &one_box())
+            .expect("loss");
+        for (name, part) in [
+            ("box", &loss.parts.box_loss),
+            ("cls", &loss.parts.cls_loss),
+            ("dfl", &loss.parts.dfl_loss),
+        ] {
+            let v = part.clone().into_scalar();
+            assert!(v.is_finite() && v > 0.0, "{name}_loss {v}");
+        }
+        let grads = loss.total.backward();
+        let grad_boxes = boxes.grad(&grads).expect("box gradient");
+        // Image 0 has no object: its box logits get no gradient; image 1's do.
+        let image_sums: Vec<f32> = grad_boxes
+            .abs()
+            .sum_dim(2)
+            .sum_dim(1)
+            .into_data()
+            .to_vec()
+            .expect("f32");
+        assert_eq!(image_sums[0], 0.0);
+        assert!(image_sums[1] > 0.0);
+        assert!(scores.grad(&grads).is_some());
+    }
+
+    #[test]
+    fn loss_refuses_a_class_beyond_the_head() {
+        let (out, _, _) = head_output();
+        let mut targets = one_box();
+        targets.cls[0] = 3;
+        let err = DetectionLossConfig::new()
+            .init()
+            .forward(&out, &targets)
+            .expect_err("class 3 of 3");
+        assert!(err.to_string().contains("class 3"), "{err}");
+    }
+
+    #[test]
+    fn loss_refuses_an_image_beyond_the_batch() {
+        let (out, _, _) = head_output();
+        let mut targets = one_box();
+        targets.batch_idx[0] = 2;
+        let err = DetectionLossConfig::new()
+            .init()
+            .forward(&out, &targets)
+            .expect_err("image 2 of 2");
+        assert!(err.to_string().contains("image 2"), "{err}");
+    }
+
+    #[test]
+    fn loss_refuses_ragged_targets() {
+        let (out, _, _) = head_output();
+        let mut targets = one_box();
+        targets.cls.push(0);
+        assert!(DetectionLossConfig::new()
+            .init()
+            .forward(&out, &targets)
+            .is_err());
+    }
+}

@@ -146,9 +146,10 @@ impl TaskAlignedAssigner {
 
         // Each box's top-k candidates. [B, M, A]
         let k = self.topk.min(a);
+        // A full sort: Burn 0.21 has no `topk` under autodiff, nor `argtopk` on burn-flex.
         let kth_best = align_metric
             .clone()
-            .topk(k, 2)
+            .sort_descending(2)
             .narrow(2, k - 1, 1)
             .expand([b, m, a]);
         let mask_pos = align_metric
