@@ -9,7 +9,7 @@
 
 use burn::config::Config;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Int, Tensor};
+use burn::tensor::{Bool, IndexingUpdateOp, Int, Tensor};
 
 use super::iou::{bbox_iou_xyxy, BoxesXyxy, IouKind};
 
@@ -71,6 +71,14 @@ pub struct GroundTruth<B: Backend> {
     pub mask: Tensor<B, 2, Bool>,
 }
 
+/// Per (box, anchor) pair values of the candidates, zero elsewhere.
+struct PairMetrics<B: Backend> {
+    /// `[B, M, A]` CIoU clamped at 0.
+    overlaps: Tensor<B, 3>,
+    /// `[B, M, A]` `score^alpha · overlap^beta`.
+    align_metric: Tensor<B, 3>,
+}
+
 /// What each anchor must learn.
 #[derive(Debug, Clone)]
 pub struct AssignedTargets<B: Backend> {
@@ -126,23 +134,12 @@ impl TaskAlignedAssigner {
 
         // Candidates: anchor centres inside a (valid) box. [B, M, A]
         let candidates = self.candidates_in_gts(anchors_px, gt).bool_and(mask_gt);
-        let candidates_f = candidates.clone().float();
 
-        // Alignment metric of every candidate pair. [B, M, A]
-        let labels = gt.labels.clone().unsqueeze_dim::<3>(2).expand([b, m, a]);
-        let bbox_scores = pd_scores.swap_dims(1, 2).gather(1, labels);
-        let gt_boxes = BoxesXyxy::from_last_dim(gt.boxes_xyxy_px.clone().unsqueeze_dim::<4>(2));
-        let pd_boxes = BoxesXyxy::from_last_dim(pd_bboxes_xyxy_px.unsqueeze_dim::<4>(1));
-        let ciou = bbox_iou_xyxy(gt_boxes, pd_boxes, IouKind::Ciou)
-            .reshape([b, m, a])
-            .clamp_min(0.0);
-        let score_term = if self.alpha == 0.5 {
-            bbox_scores.sqrt() // torch's pow(0.5) is a sqrt
-        } else {
-            bbox_scores.powf_scalar(self.alpha)
-        };
-        let align_metric = score_term * ciou.clone().powf_scalar(self.beta) * candidates_f.clone();
-        let overlaps = ciou * candidates_f;
+        // CIoU and alignment metric of the candidate pairs, zero elsewhere. [B, M, A]
+        let PairMetrics {
+            overlaps,
+            align_metric,
+        } = self.candidate_metrics(pd_scores, pd_bboxes_xyxy_px, gt, candidates);
 
         // Each box's top-k candidates. [B, M, A]
         let k = self.topk.min(a);
@@ -174,7 +171,7 @@ impl TaskAlignedAssigner {
         let fg_mask = fg.greater_elem(0.5).reshape([b, a]);
         let target_gt_idx: Tensor<B, 2, Int> = target_gt_idx.reshape([b, a]);
 
-        // `get_targets`. [B, A], [B, A, 4], [B, A, nc]
+        // `get_targets`. [B, A], [B, A, 4]
         let target_labels = gt.labels.clone().gather(1, target_gt_idx.clone());
         let target_bboxes_xyxy_px = gt.boxes_xyxy_px.clone().gather(
             1,
@@ -183,14 +180,6 @@ impl TaskAlignedAssigner {
                 .unsqueeze_dim::<3>(2)
                 .expand([b, a, 4]),
         );
-        let class_ids = Tensor::<B, 1, Int>::arange(0..nc as i64, &device)
-            .reshape([1, 1, nc])
-            .expand([b, a, nc]);
-        let one_hot = class_ids
-            .equal(target_labels.unsqueeze_dim::<3>(2).expand([b, a, nc]))
-            .bool_and(fg_mask.clone().unsqueeze_dim::<3>(2).expand([b, a, nc]))
-            .float();
-
         // Normalise: each box's best positive anchor gets the box's best CIoU as its score target. [B, A, 1]
         let align_metric = align_metric * mask_pos_f.clone();
         let pos_align_metrics = align_metric.clone().max_dim(2);
@@ -200,11 +189,86 @@ impl TaskAlignedAssigner {
         .max_dim(1)
         .reshape([b, a, 1]);
 
+        // The one-hot class target times that value, in one scatter (the value is 0 off foreground). [B, A, nc]
+        let target_scores = Tensor::zeros([b, a, nc], &device).scatter(
+            2,
+            target_labels.unsqueeze_dim::<3>(2),
+            norm_align_metric,
+            IndexingUpdateOp::Add,
+        );
         AssignedTargets {
             target_bboxes_xyxy_px,
-            target_scores: one_hot * norm_align_metric,
+            target_scores,
             fg_mask,
             target_gt_idx,
+        }
+    }
+
+    /// Ultralytics' `get_box_metrics`: CIoU (clamped at 0) and `score^alpha · CIoU^beta` of each candidate pair.
+    /// Like Ultralytics, only the candidate pairs are computed (a few percent of all `B·M·A`), which needs their
+    /// indices on the host: one synchronisation per batch.
+    fn candidate_metrics<B: Backend>(
+        &self,
+        pd_scores: Tensor<B, 3>,
+        pd_bboxes_xyxy_px: Tensor<B, 3>,
+        gt: &GroundTruth<B>,
+        candidates: Tensor<B, 3, Bool>,
+    ) -> PairMetrics<B> {
+        let [b, m, a] = candidates.dims();
+        let [_, _, nc] = pd_scores.dims();
+        let device = pd_scores.device();
+        let zeros = Tensor::<B, 1>::zeros([b * m * a], &device);
+        // Flat pair index (b·M + m)·A + a of each candidate. [K]
+        let pairs = candidates.reshape([b * m * a]).nonzero().into_iter().next();
+        let Some(pairs) = pairs.filter(|p| p.dims()[0] > 0) else {
+            let zeros = zeros.reshape([b, m, a]);
+            return PairMetrics {
+                overlaps: zeros.clone(),
+                align_metric: zeros,
+            };
+        };
+        let gt_row = pairs.clone().div_scalar(a as i64); // b·M + m
+        let anchor = pairs.clone().remainder_scalar(a as i64);
+        let pd_row = pairs
+            .clone()
+            .div_scalar((m * a) as i64)
+            .mul_scalar(a as i64)
+            + anchor; // b·A + a
+
+        let gt_boxes = gt
+            .boxes_xyxy_px
+            .clone()
+            .reshape([b * m, 4])
+            .select(0, gt_row.clone());
+        let pd_boxes = pd_bboxes_xyxy_px
+            .reshape([b * a, 4])
+            .select(0, pd_row.clone());
+        let overlaps = bbox_iou_xyxy(
+            BoxesXyxy::from_last_dim(gt_boxes),
+            BoxesXyxy::from_last_dim(pd_boxes),
+            IouKind::Ciou,
+        )
+        .clamp_min(0.0)
+        .reshape([-1]);
+        let labels = gt.labels.clone().reshape([b * m]).select(0, gt_row);
+        let scores = pd_scores
+            .reshape([b * a * nc])
+            .select(0, pd_row.mul_scalar(nc as i64) + labels);
+        let score_term = if self.alpha == 0.5 {
+            scores.sqrt() // torch's pow(0.5) is a sqrt
+        } else {
+            scores.powf_scalar(self.alpha)
+        };
+        let align = score_term * overlaps.clone().powf_scalar(self.beta);
+        let scatter = |values: Tensor<B, 1>| {
+            zeros
+                .clone()
+                .select_assign(0, pairs.clone(), values, IndexingUpdateOp::Add)
+                .reshape([b, m, a])
+        };
+        PairMetrics {
+            overlaps: scatter(overlaps),
+            align_metric: scatter(align),
         }
     }
 
