@@ -113,13 +113,14 @@ impl DetectionLoss {
         let device = out.boxes.device();
         let image_hw_px = out.grids[0].map(|cells| (cells * STRIDES[0]) as f32);
 
-        // Anchor-major layout, as Ultralytics permutes the head outputs. [B, A, 4, R], [B, A, nc]
+        // Class logits and the class terms stay in the head's layout, where they are contiguous; the box logits
+        // go anchor-major as in Ultralytics, because burn-flex's softmax over the last dimension is ~3× faster.
         let pred_dist = out
             .boxes
             .clone()
             .swap_dims(1, 2)
-            .reshape([b, a, 4, REG_MAX]);
-        let pred_scores = out.scores.clone().swap_dims(1, 2);
+            .reshape([b, a, 4, REG_MAX]); // [B, A, 4, R]
+        let pred_scores = out.scores.clone(); // [B, nc, A]
         let anchors = Anchors::new(out.grids, &device);
         let points_grid = anchors.points_grid.swap_dims(1, 2); // [1, A, 2]
         let strides = anchors.strides.swap_dims(1, 2); // [1, A, 1]
@@ -133,11 +134,11 @@ impl DetectionLoss {
             (points_grid.clone() * strides.clone()).reshape([a, 2]),
             &gt,
         );
-        let target_scores = assigned.target_scores;
+        let target_scores = assigned.target_scores; // [B, A, nc]
         let target_scores_sum = target_scores.clone().sum().clamp_min(1.0);
 
         // BCE with logits: (1 - z)·x - log σ(x), torch's stable form.
-        let bce = target_scores.clone().neg().add_scalar(1.0) * pred_scores.clone()
+        let bce = target_scores.clone().swap_dims(1, 2).neg().add_scalar(1.0) * pred_scores.clone()
             - log_sigmoid(pred_scores);
         let cls_loss = bce.sum() / target_scores_sum.clone();
 

@@ -106,7 +106,7 @@ impl TaskAlignedAssigner {
     /// get a zero target score and so no loss weight); equal metrics at the `topk`-th place keep all tied anchors.
     ///
     /// # Shapes
-    /// - `pd_scores`: `[B, A, nc]` class probabilities (after sigmoid)
+    /// - `pd_scores`: `[B, nc, A]` class probabilities (after sigmoid), in the head's layout
     /// - `pd_bboxes_xyxy_px`: `[B, A, 4]` decoded predictions in input pixels
     /// - `anchors_px`: `[A, 2]` anchor centres x, y in input pixels
     /// - `gt`: `M` boxes per image
@@ -120,7 +120,7 @@ impl TaskAlignedAssigner {
         let pd_scores = pd_scores.detach();
         let pd_bboxes_xyxy_px = pd_bboxes_xyxy_px.detach();
         let device = pd_scores.device();
-        let [b, a, nc] = pd_scores.dims();
+        let [b, nc, a] = pd_scores.dims();
         let [_, m] = gt.labels.dims();
         if m == 0 {
             return AssignedTargets {
@@ -215,7 +215,7 @@ impl TaskAlignedAssigner {
         candidates: Tensor<B, 3, Bool>,
     ) -> PairMetrics<B> {
         let [b, m, a] = candidates.dims();
-        let [_, _, nc] = pd_scores.dims();
+        let [_, nc, _] = pd_scores.dims();
         let device = pd_scores.device();
         let zeros = Tensor::<B, 1>::zeros([b * m * a], &device);
         // Flat pair index (b·M + m)·A + a of each candidate. [K]
@@ -229,20 +229,15 @@ impl TaskAlignedAssigner {
         };
         let gt_row = pairs.clone().div_scalar(a as i64); // b·M + m
         let anchor = pairs.clone().remainder_scalar(a as i64);
-        let pd_row = pairs
-            .clone()
-            .div_scalar((m * a) as i64)
-            .mul_scalar(a as i64)
-            + anchor; // b·A + a
+        let batch = pairs.clone().div_scalar((m * a) as i64);
+        let pd_row = batch.clone().mul_scalar(a as i64) + anchor.clone(); // b·A + a
 
         let gt_boxes = gt
             .boxes_xyxy_px
             .clone()
             .reshape([b * m, 4])
             .select(0, gt_row.clone());
-        let pd_boxes = pd_bboxes_xyxy_px
-            .reshape([b * a, 4])
-            .select(0, pd_row.clone());
+        let pd_boxes = pd_bboxes_xyxy_px.reshape([b * a, 4]).select(0, pd_row);
         let overlaps = bbox_iou_xyxy(
             BoxesXyxy::from_last_dim(gt_boxes),
             BoxesXyxy::from_last_dim(pd_boxes),
@@ -251,9 +246,11 @@ impl TaskAlignedAssigner {
         .clamp_min(0.0)
         .reshape([-1]);
         let labels = gt.labels.clone().reshape([b * m]).select(0, gt_row);
-        let scores = pd_scores
-            .reshape([b * a * nc])
-            .select(0, pd_row.mul_scalar(nc as i64) + labels);
+        // Index (b·nc + label)·A + a into the head-layout scores.
+        let scores = pd_scores.reshape([b * nc * a]).select(
+            0,
+            (batch.mul_scalar(nc as i64) + labels).mul_scalar(a as i64) + anchor,
+        );
         let score_term = if self.alpha == 0.5 {
             scores.sqrt() // torch's pow(0.5) is a sqrt
         } else {
@@ -368,7 +365,7 @@ mod tests {
         let a = anchors();
         let boxes =
             Tensor::cat(vec![a.clone().sub_scalar(8.0), a.add_scalar(8.0)], 1).unsqueeze_dim(0);
-        (Tensor::full([1, 16, 2], 0.5, &Default::default()), boxes)
+        (Tensor::full([1, 2, 16], 0.5, &Default::default()), boxes)
     }
 
     fn assigner(topk: usize) -> TaskAlignedAssigner {
