@@ -207,6 +207,9 @@ impl TaskAlignedAssigner {
     /// Ultralytics' `get_box_metrics`: CIoU (clamped at 0) and `score^alpha · CIoU^beta` of each candidate pair.
     /// Like Ultralytics, only the candidate pairs are computed (a few percent of all `B·M·A`), which needs their
     /// indices on the host: one synchronisation per batch.
+    ///
+    /// # Shapes
+    /// scores `[B, nc, A]`, predictions `[B, A, 4]`, `gt` `M` boxes, candidates `[B, M, A]` → two `[B, M, A]`
     fn candidate_metrics<B: Backend>(
         &self,
         pd_scores: Tensor<B, 3>,
