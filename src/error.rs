@@ -18,6 +18,9 @@ pub enum YoloError {
         #[source]
         source: std::io::Error,
     },
+    /// A batch's targets are inconsistent (lengths, image index, class id, or a non-finite box).
+    #[error("invalid targets: {0}")]
+    InvalidTargets(String),
     /// A safetensors file could not be parsed or written.
     #[error("{path}: {detail}")]
     Safetensors { path: PathBuf, detail: String },

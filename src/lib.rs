@@ -8,6 +8,7 @@ pub mod backend;
 pub mod bench;
 pub mod config;
 pub mod error;
+pub mod loss;
 pub mod model;
 
 pub use error::YoloError;
