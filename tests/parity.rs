@@ -7,137 +7,40 @@
 //! neck features 1e-4 relative to their largest magnitude. float32 on both sides; the differences come from
 //! summation order in convolutions.
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
 use burn::tensor::{Tensor, TensorData};
-use serde::Deserialize;
+use common::{cases, read_tensors, Array, Case};
 use yolo_burn::backend::Cpu;
-use yolo_burn::config::{Arch, ScaleName};
+use yolo_burn::config::Arch;
 use yolo_burn::model::weights::{load_ultralytics, save_ultralytics};
-use yolo_burn::model::{Yolo, YoloConfig};
+use yolo_burn::model::Yolo;
 
 type B = Cpu;
 
-#[derive(Deserialize)]
-struct CaseJson {
-    cfg: String,
-    params: usize,
-    forward_keys: HashMap<String, Vec<usize>>,
+fn load_model(case: &Case) -> Yolo<B> {
+    let model = case.model_config().init::<B>(&Default::default());
+    load_ultralytics(model, &case.file("weights")).unwrap_or_else(|e| panic!("{}: {e}", case.tag))
 }
 
-struct Case {
-    dir: PathBuf,
-    tag: String,
-    json: CaseJson,
-}
-
-impl Case {
-    fn file(&self, kind: &str) -> PathBuf {
-        self.dir.join(format!("{}.{kind}.safetensors", self.tag))
-    }
-
-    /// `yolov8s.yaml` → (yolov8, s); nc from the class-logit output's channels.
-    fn model_config(&self) -> YoloConfig {
-        let stem = self.json.cfg.trim_end_matches(".yaml");
-        let (family, scale) = stem.split_at(stem.len() - 1);
-        let arch: Arch = family
-            .parse()
-            .unwrap_or_else(|e| panic!("{}: cfg {}: {e}", self.tag, self.json.cfg));
-        let scale: ScaleName = scale
-            .parse()
-            .unwrap_or_else(|e| panic!("{}: cfg {}: {e}", self.tag, self.json.cfg));
-        let nc = self.json.forward_keys["out.1.scores"][1];
-        YoloConfig::new(arch, scale, nc)
-    }
-
-    fn load_model(&self) -> Yolo<B> {
-        let model = self.model_config().init::<B>(&Default::default());
-        load_ultralytics(model, &self.file("weights"))
-            .unwrap_or_else(|e| panic!("{}: {e}", self.tag))
-    }
-}
-
-fn parity_dir() -> PathBuf {
-    match std::env::var_os("YOLO_BURN_PARITY_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/parity"),
-    }
-}
-
-fn cases() -> Vec<Case> {
-    let dir = parity_dir();
-    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| {
-        panic!(
-            "parity folder {} unreadable ({e}); set YOLO_BURN_PARITY_DIR",
-            dir.display()
-        )
-    });
-    let mut cases: Vec<Case> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .map(|path| {
-            let text = std::fs::read_to_string(&path).expect("read case json");
-            let json: CaseJson =
-                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            let tag = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .expect("utf-8 tag")
-                .to_string();
-            Case {
-                dir: dir.clone(),
-                tag,
-                json,
-            }
-        })
-        .collect();
-    cases.sort_by(|a, b| a.tag.cmp(&b.tag));
-    assert!(
-        !cases.is_empty(),
-        "no TAG.json parity case in {}",
-        dir.display()
-    );
-    cases
-}
-
-/// Reads every float tensor of a safetensors file as (shape, values).
-fn read_tensors(path: &Path) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let file = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
-    file.tensors()
-        .into_iter()
-        .filter(|(_, view)| view.dtype() == safetensors::Dtype::F32)
-        .map(|(name, view)| {
-            let values = view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            (name, (view.shape().to_vec(), values))
-        })
-        .collect()
-}
-
-fn to_vec<const D: usize>(t: Tensor<B, D>) -> (Vec<usize>, Vec<f32>) {
+fn to_array<const D: usize>(t: Tensor<B, D>) -> Array {
     let data = t.into_data().convert::<f32>();
-    (data.shape.to_vec(), data.to_vec().expect("f32 data"))
+    Array {
+        shape: data.shape.to_vec(),
+        values: data.to_vec().expect("f32 data"),
+    }
 }
 
-/// Max abs difference over the channel range `channels` of `[1, C, A]` tensors (or everything when `None`).
-fn max_abs_diff(
-    ours: &(Vec<usize>, Vec<f32>),
-    theirs: &(Vec<usize>, Vec<f32>),
-    channels: Option<(usize, usize)>,
-) -> f32 {
-    assert_eq!(ours.0, theirs.0, "shape");
-    let per_channel: usize = ours.0[2..].iter().product();
-    let (lo, hi) = channels.unwrap_or((0, ours.0[1]));
+/// Max abs difference over the channel range `channels` of `[1, C, …]` tensors (or everything when `None`).
+fn max_abs_diff(ours: &Array, theirs: &Array, channels: Option<(usize, usize)>) -> f32 {
+    assert_eq!(ours.shape, theirs.shape, "shape");
+    let per_channel: usize = ours.shape[2..].iter().product();
+    let (lo, hi) = channels.unwrap_or((0, ours.shape[1]));
     let mut worst = 0f32;
-    for (i, (a, b)) in ours.1.iter().zip(&theirs.1).enumerate() {
-        let c = (i / per_channel) % ours.0[1];
-        if (lo..hi).contains(&c) {
+    for (i, (a, b)) in ours.values.iter().zip(&theirs.values).enumerate() {
+        if (lo..hi).contains(&((i / per_channel) % ours.shape[1])) {
             worst = worst.max((a - b).abs());
         }
     }
@@ -147,7 +50,7 @@ fn max_abs_diff(
 #[test]
 fn model_outputs_match_ultralytics() {
     for case in cases() {
-        let model = case.load_model();
+        let model = load_model(&case);
         assert_eq!(
             model.num_parameters(),
             case.json.params,
@@ -156,15 +59,18 @@ fn model_outputs_match_ultralytics() {
         );
 
         let reference = read_tensors(&case.file("forward"));
-        let (shape, input) = reference["input"].clone();
+        let Array {
+            shape,
+            values: input,
+        } = reference["input"].clone();
         let shape: [usize; 4] = shape.try_into().expect("input is 4-D");
         let images = Tensor::<B, 4>::from_data(TensorData::new(input, shape), &Default::default());
 
         let feats = model.features(images);
         for (k, feat) in feats.iter().enumerate() {
-            let ours = to_vec(feat.clone());
+            let ours = to_array(feat.clone());
             let theirs = &reference[&format!("out.1.feats.{k}")];
-            let scale = theirs.1.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let scale = theirs.values.iter().fold(0f32, |m, v| m.max(v.abs()));
             let diff = max_abs_diff(&ours, theirs, None);
             assert!(
                 diff <= 1e-4 * scale,
@@ -173,7 +79,7 @@ fn model_outputs_match_ultralytics() {
             );
         }
         let out = model.head().forward(feats);
-        let decoded = to_vec(model.head().decode(&out));
+        let decoded = to_array(model.head().decode(&out));
         let nc = out.scores.dims()[1];
         let checks = [
             (
@@ -188,12 +94,12 @@ fn model_outputs_match_ultralytics() {
             ),
             (
                 "box logits",
-                max_abs_diff(&to_vec(out.boxes), &reference["out.1.boxes"], None),
+                max_abs_diff(&to_array(out.boxes), &reference["out.1.boxes"], None),
                 1e-4,
             ),
             (
                 "class logits",
-                max_abs_diff(&to_vec(out.scores), &reference["out.1.scores"], None),
+                max_abs_diff(&to_array(out.scores), &reference["out.1.scores"], None),
                 1e-4,
             ),
         ];
@@ -214,7 +120,7 @@ fn model_outputs_match_ultralytics() {
 #[test]
 fn saved_weights_round_trip_to_ultralytics_layout() {
     for case in cases() {
-        let model = case.load_model();
+        let model = load_model(&case);
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("roundtrip.safetensors");
         save_ultralytics(&model, &out, &HashMap::new()).expect("save");
@@ -265,7 +171,7 @@ fn weights_for_another_model_are_refused_with_the_keys() {
 #[test]
 fn checkpoint_without_sppf_activation_is_refused() {
     let case = cases().into_iter().next().expect("a case");
-    let model = case.load_model();
+    let model = load_model(&case);
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("yolo26-style.safetensors");
     let metadata = HashMap::from([("sppf_cv1_act".to_string(), "identity".to_string())]);
