@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod bench;
 pub mod config;
+pub mod data;
 pub mod error;
 pub mod loss;
 pub mod model;
