@@ -8,6 +8,7 @@ pub mod backend;
 pub mod bench;
 pub mod config;
 pub mod error;
+pub mod eval;
 pub mod model;
 
 pub use error::YoloError;
