@@ -7,24 +7,22 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum CocoError {
     /// The file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {error}", path.display())]
     Read {
         /// The path as given.
         path: PathBuf,
-        /// Why it could not be read.
-        #[source]
-        source: std::io::Error,
+        /// Why it could not be read (in the message, not chained, so it prints once).
+        error: std::io::Error,
     },
     /// The text is not JSON of the expected shape; serde's message has the line and column.
-    #[error("{} is not a valid COCO {kind} file: {source}", path.display())]
+    #[error("{} is not a valid COCO {kind} file: {error}", path.display())]
     Json {
         /// The path (or name) of the text.
         path: PathBuf,
         /// "instances" or "results".
         kind: &'static str,
         /// serde_json's message.
-        #[source]
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     /// A detection names an image the ground truth does not have (pycocotools' loadRes asserts here:
     /// "Results do not correspond to current coco set").

@@ -111,9 +111,9 @@ struct ResultEntry {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, CocoError> {
-    std::fs::read(path).map_err(|source| CocoError::Read {
+    std::fs::read(path).map_err(|error| CocoError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
@@ -126,10 +126,10 @@ impl CocoGroundTruth {
     /// Parse instances JSON; `name` is used in error messages.
     pub fn from_slice(bytes: &[u8], name: &Path) -> Result<Self, CocoError> {
         let file: InstancesFile =
-            serde_json::from_slice(bytes).map_err(|source| CocoError::Json {
+            serde_json::from_slice(bytes).map_err(|error| CocoError::Json {
                 path: name.to_path_buf(),
                 kind: "instances",
-                source,
+                error,
             })?;
         let mut image_ids: Vec<i64> = file.images.iter().map(|i| i.id).collect();
         image_ids.sort_unstable();
@@ -177,10 +177,10 @@ pub fn detections_from_slice(
     gt: &CocoGroundTruth,
 ) -> Result<Vec<DetectionBox>, CocoError> {
     let entries: Vec<ResultEntry> =
-        serde_json::from_slice(bytes).map_err(|source| CocoError::Json {
+        serde_json::from_slice(bytes).map_err(|error| CocoError::Json {
             path: name.to_path_buf(),
             kind: "results",
-            source,
+            error,
         })?;
     let images: HashSet<i64> = gt.image_ids.iter().copied().collect();
     let invalid = |detail: String| CocoError::Invalid {

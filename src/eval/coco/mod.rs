@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 pub use error::CocoError;
 pub use json::{read_detections, Category, CocoGroundTruth, DetectionBox, GtBox};
-pub use summary::{SummaryStats, STAT_KEYS};
+pub use summary::{CocoReport, SummaryStats, STAT_KEYS};
 
 use super::confusion::{ConfusionConfig, ConfusionMatrix};
 use super::f1::{best_f1, BestF1, ClassHits};
@@ -61,6 +61,19 @@ impl CocoEvaluation {
         self.precision[(((t * NUM_RECALL_THRESHOLDS + r) * kk + k) * NUM_AREA_RANGES + a)
             * MAX_DETS.len()
             + m]
+    }
+
+    /// The stats and per-category AP, as `val --json` prints them.
+    pub fn report(&self) -> CocoReport {
+        CocoReport {
+            stats: self.stats,
+            per_category_ap: self
+                .categories
+                .iter()
+                .map(|c| c.id)
+                .zip(self.per_category_ap.iter().copied())
+                .collect(),
+        }
     }
 
     /// `recall[t, k, a, m]`.

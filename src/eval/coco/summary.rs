@@ -109,6 +109,33 @@ impl SummaryStats {
     }
 }
 
+/// What `val --json` prints: the 12 stats under short keys (AP, AP50, ... ARl) and AP@[.50:.95] per category id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CocoReport {
+    /// pycocotools' `stats`, in [`STAT_KEYS`] order.
+    pub stats: SummaryStats,
+    /// `(category id, AP)` in category id order; -1 where undefined.
+    pub per_category_ap: Vec<(i64, f64)>,
+}
+
+impl serde::Serialize for CocoReport {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct PerCategory<'a>(&'a [(i64, f64)]);
+        impl serde::Serialize for PerCategory<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_map(self.0.iter().map(|(id, ap)| (id.to_string(), ap)))
+            }
+        }
+        let mut map = serializer.serialize_map(Some(STAT_KEYS.len() + 1))?;
+        for (key, value) in STAT_KEYS.iter().zip(self.stats.0.iter()) {
+            map.serialize_entry(key, value)?;
+        }
+        map.serialize_entry("per_category_AP", &PerCategory(&self.per_category_ap))?;
+        map.end()
+    }
+}
+
 /// `np.mean(s[s > -1])`, or -1 when nothing is above -1.
 pub fn mean_of_defined(values: &[f64]) -> f64 {
     let defined: Vec<f64> = values.iter().copied().filter(|&v| v > -1.0).collect();
