@@ -9,6 +9,7 @@ pub mod bench;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod eval;
 pub mod loss;
 pub mod model;
 

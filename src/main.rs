@@ -1,5 +1,6 @@
 //! The `yolo-burn` command line: parse, load the config, dispatch. Errors print once, here, and exit 2.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -9,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use yolo_burn::backend::{self, BackendChoice};
 use yolo_burn::bench::ModelBench;
 use yolo_burn::config::{Arch, Config, ScaleName};
+use yolo_burn::eval::coco::{self, read_detections, CocoGroundTruth};
 use yolo_burn::model::weights::load_ultralytics;
 use yolo_burn::model::yolo::parameter_count;
 use yolo_burn::model::{Layer, YoloConfig};
@@ -28,8 +30,9 @@ struct Cli {
 enum Command {
     /// Train a detector (not implemented yet: the trainer issue).
     Train(TrainArgs),
-    /// Evaluate a checkpoint with COCO mAP (not implemented yet: the evaluation issue).
-    Val(ConfigArgs),
+    /// Evaluate COCO results against COCO ground truth (`--gt`, `--predictions`), as pycocotools does; evaluating
+    /// a checkpoint is not implemented yet.
+    Val(ValArgs),
     /// Detect objects in images and write annotated copies and JSON (not implemented yet).
     Predict(ConfigArgs),
     /// Export a checkpoint to ONNX for TensorRT / DeepStream (not implemented yet).
@@ -73,6 +76,21 @@ struct TrainArgs {
     /// Only print errors and the final summary.
     #[arg(long, short)]
     quiet: bool,
+}
+
+#[derive(Args, Debug)]
+struct ValArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// COCO instances JSON (ground truth). With --predictions, evaluates that results file with no model.
+    #[arg(long, value_name = "INSTANCES_JSON", requires = "predictions")]
+    gt: Option<PathBuf>,
+    /// COCO results JSON: an array of {image_id, category_id, bbox [x, y, w, h], score}.
+    #[arg(long, value_name = "RESULTS_JSON", requires = "gt")]
+    predictions: Option<PathBuf>,
+    /// Print the 12 stats and per-category AP as one JSON object instead of pycocotools' text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -138,10 +156,7 @@ fn run(cli: Cli) -> Result<()> {
             args.config.load()?;
             not_yet("train", "the trainer issue")
         }
-        Command::Val(args) => {
-            args.load()?;
-            not_yet("val", "the evaluation issue")
-        }
+        Command::Val(args) => val(&args),
         Command::Predict(args) => {
             args.load()?;
             not_yet("predict", "the evaluation and prediction issue")
@@ -157,6 +172,30 @@ fn run(cli: Cli) -> Result<()> {
 
 fn not_yet(command: &str, issue: &str) -> Result<()> {
     bail!("`{command}` is not implemented yet (see {issue}); the config was read and is valid")
+}
+
+/// `val`: with `--gt` and `--predictions`, pycocotools' bbox evaluation of that file; otherwise the model path,
+/// which needs the data loader.
+fn val(args: &ValArgs) -> Result<()> {
+    let (Some(gt_path), Some(predictions_path)) = (&args.gt, &args.predictions) else {
+        args.config.load()?;
+        return not_yet(
+            "val --config",
+            "the evaluation issue; `val --gt --predictions` works now",
+        );
+    };
+    let gt = CocoGroundTruth::from_path(gt_path).context("--gt")?;
+    let detections = read_detections(predictions_path, &gt).context("--predictions")?;
+    let evaluation = coco::evaluate(&gt, &detections);
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer(&mut out, &evaluation.report())?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{}", evaluation.stats.to_pycocotools_text())?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// Ultralytics' `model.info()`: per-layer table and the one-line summary.

@@ -1,0 +1,7 @@
+//! Evaluation without a model: NMS on raw boxes, COCO mAP with pycocotools' semantics, Ultralytics' best-F1
+//! point and confusion matrix. Nothing here knows about training state or tensors.
+
+pub mod coco;
+pub mod confusion;
+pub mod f1;
+pub mod nms;
