@@ -59,6 +59,18 @@ impl Index {
         self.images.iter().flat_map(|i| &i.boxes).filter(|b| !b.crowd).count()
     }
 
+    /// Under `data.strict = true`, the first problem becomes an error naming its file and line.
+    pub fn check_strict(&self, strict: bool) -> Result<(), crate::YoloError> {
+        match self.problems.items.first() {
+            Some(p) if strict => Err(crate::YoloError::Dataset {
+                path: p.file.clone(),
+                line: p.line,
+                detail: format!("{}: {} (data.strict = true)", p.kind, p.detail),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Boxes per class (crowd excluded).
     pub fn class_counts(&self) -> Vec<usize> {
         let mut counts = vec![0; self.names.len()];
