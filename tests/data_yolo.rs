@@ -1,0 +1,108 @@
+//! The YOLO txt reader on real data (../shared/datasets/coco128) and on generated corrupt inputs.
+
+use std::path::{Path, PathBuf};
+
+use yolo_burn::data::image::load_rgb;
+use yolo_burn::data::{read_index, ProblemKind, SplitName};
+
+fn shared(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets").join(path)
+}
+
+#[test]
+fn coco128_train_has_128_images_and_929_boxes() {
+    let index = read_index(&shared("coco128/coco128.yaml"), SplitName::Train).expect("read coco128");
+    assert_eq!(index.images.len(), 128);
+    assert_eq!(index.train_boxes(), 929);
+    assert!(index.problems.is_empty(), "{:?}", index.problems.items);
+    assert_eq!(index.nc(), 80);
+    assert_eq!(index.names[0], "person");
+    // Two images have no label file: background images, kept with no boxes.
+    assert_eq!(index.images.iter().filter(|i| i.boxes.is_empty()).count(), 2);
+}
+
+#[test]
+fn coco128_heldout_val_has_128_images_and_898_boxes() {
+    let index = read_index(&shared("coco128/coco128-heldout.yaml"), SplitName::Val).expect("read heldout");
+    assert_eq!(index.images.len(), 128);
+    assert_eq!(index.train_boxes(), 898);
+}
+
+#[test]
+fn grayscale_jpeg_loads_as_rgb() {
+    let path = shared("coco128/images/train2017/000000000086.jpg");
+    let image = load_rgb(&path).expect("grayscale image decodes");
+    assert!(image.width() > 0 && image.height() > 0);
+    let index = read_index(&shared("coco128/coco128.yaml"), SplitName::Train).expect("read");
+    let record = index.images.iter().find(|i| i.path.ends_with("000000000086.jpg")).expect("in the index");
+    assert_eq!(record.size, [image.width(), image.height()]);
+}
+
+/// A dataset in a temp dir with one good image and every kind of bad input.
+fn corrupt_dataset() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let images = dir.path().join("images/train");
+    let labels = dir.path().join("labels/train");
+    std::fs::create_dir_all(&images).expect("mkdir");
+    std::fs::create_dir_all(&labels).expect("mkdir");
+    let good = image::RgbImage::from_pixel(64, 48, image::Rgb([200, 10, 10]));
+    good.save(images.join("good.jpg")).expect("save jpeg");
+    let bytes = std::fs::read(images.join("good.jpg")).expect("read jpeg");
+    std::fs::write(images.join("truncated.jpg"), &bytes[..bytes.len() / 2]).expect("write");
+    std::fs::write(images.join("empty.jpg"), b"").expect("write");
+    std::fs::write(images.join("text.jpg"), b"this is not an image\n").expect("write");
+    std::fs::write(
+        labels.join("good.txt"),
+        "0 0.5 0.5 0.5 0.5\n0 0.5 0.5\n0 nan 0.5 0.1 0.1\n5 0.5 0.5 0.1 0.1\n0 1.2 0.5 0.1 0.1\n0 0.5 0.5 0 0.1\n0 0.5 0.5 0.5 0.5\n",
+    )
+    .expect("write labels");
+    // A list file naming an image that does not exist.
+    std::fs::write(dir.path().join("train.txt"), "./images/train/good.jpg\n./images/train/gone.jpg\n").expect("write");
+    let yaml = dir.path().join("bad.yaml");
+    std::fs::write(&yaml, "path: .\ntrain: [images/train, train.txt]\nnames: [a, b]\n").expect("write yaml");
+    (dir, yaml)
+}
+
+#[test]
+fn corrupt_inputs_are_counted_and_named() {
+    let (_dir, yaml) = corrupt_dataset();
+    let index = read_index(&yaml, SplitName::Train).expect("a dataset with bad items still reads");
+    // good.jpg is listed twice (folder and list file); each copy keeps its one good box.
+    assert_eq!(index.images.len(), 2);
+    assert_eq!(index.train_boxes(), 2);
+    let named = |kind: ProblemKind, file: &str| {
+        index.problems.items.iter().any(|p| p.kind == kind && p.file.to_string_lossy().ends_with(file))
+    };
+    assert!(named(ProblemKind::UnreadableImage, "truncated.jpg"), "{:#?}", index.problems.items);
+    assert!(named(ProblemKind::UnreadableImage, "empty.jpg"));
+    assert!(named(ProblemKind::UnreadableImage, "text.jpg"));
+    assert!(named(ProblemKind::MissingImage, "gone.jpg"));
+    for kind in [
+        ProblemKind::WrongFieldCount,
+        ProblemKind::NotANumber,
+        ProblemKind::ClassOutOfRange,
+        ProblemKind::OutOfRange,
+        ProblemKind::ZeroSize,
+        ProblemKind::DuplicateBox,
+    ] {
+        assert!(named(kind, "good.txt"), "{kind:?} not reported");
+    }
+    let with_lines = index.problems.items.iter().filter(|p| p.file.ends_with("labels/train/good.txt"));
+    assert!(with_lines.clone().all(|p| p.line.is_some()));
+    let err = index.check_strict(true).expect_err("strict fails");
+    assert!(err.to_string().contains(".jpg") || err.to_string().contains(".txt"), "{err}");
+    assert!(index.check_strict(false).is_ok());
+}
+
+#[test]
+fn missing_descriptor_and_split_are_clean_errors() {
+    let err = read_index(Path::new("/nonexistent/data.yaml"), SplitName::Train).expect_err("missing");
+    assert!(err.to_string().contains("/nonexistent/data.yaml"), "{err}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = dir.path().join("d.yaml");
+    std::fs::write(&yaml, "train: images/train\nnames: [a]\n").expect("write");
+    let err = read_index(&yaml, SplitName::Val).expect_err("no val split");
+    assert!(err.to_string().contains("`val`"), "{err}");
+    let err = read_index(&yaml, SplitName::Train).expect_err("no images folder");
+    assert!(err.to_string().contains("images/train"), "{err}");
+}
