@@ -10,10 +10,13 @@ use clap::{Args, Parser, Subcommand};
 use yolo_burn::backend::{self, BackendChoice};
 use yolo_burn::bench::ModelBench;
 use yolo_burn::config::{Arch, Config, ScaleName};
+use yolo_burn::data::summary::Summary;
+use yolo_burn::data::{read_index, SplitName};
 use yolo_burn::eval::coco::{self, read_detections, CocoGroundTruth};
 use yolo_burn::model::weights::load_ultralytics;
 use yolo_burn::model::yolo::parameter_count;
 use yolo_burn::model::{Layer, YoloConfig};
+use yolo_burn::YoloError;
 
 /// Train, evaluate and export YOLOv8 and YOLO11 object detectors, on Burn.
 ///
@@ -37,6 +40,8 @@ enum Command {
     Predict(ConfigArgs),
     /// Export a checkpoint to ONNX for TensorRT / DeepStream (not implemented yet).
     Export(ConfigArgs),
+    /// Dataset tools: `data check` validates a dataset and prints its summary.
+    Data(DataArgs),
     /// Print the model summary: layers, parameters and GFLOPs at the configured imgsz.
     Info(InfoArgs),
     /// Time forward and forward+backward of a model on a backend (see docs/benchmarks.md).
@@ -91,6 +96,28 @@ struct ValArgs {
     /// Print the 12 stats and per-category AP as one JSON object instead of pycocotools' text.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args, Debug)]
+struct DataArgs {
+    #[command(subcommand)]
+    command: DataCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum DataCommand {
+    /// Read every split of a dataset, validate images and labels, and print images, boxes, per-class counts
+    /// and problems (each named by file and line). Exits 0 unless `data.strict = true` and a problem exists.
+    Check(DataCheckArgs),
+}
+
+#[derive(Args, Debug)]
+struct DataCheckArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The dataset to check (overrides `data.dataset`): a dataset .yaml/.toml or a COCO/Objects365 .json.
+    #[arg(long)]
+    data: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -165,6 +192,9 @@ fn run(cli: Cli) -> Result<()> {
             args.load()?;
             not_yet("export", "the export issue")
         }
+        Command::Data(args) => match args.command {
+            DataCommand::Check(args) => data_check(&args),
+        },
         Command::Info(args) => info(&args),
         Command::Bench(args) => bench(&args),
     }
@@ -198,8 +228,45 @@ fn val(args: &ValArgs) -> Result<()> {
     Ok(())
 }
 
+/// `data check`: every split the descriptor names, validated and summarised.
+fn data_check(args: &DataCheckArgs) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    let config = args.config.load()?;
+    let dataset = args.data.clone().unwrap_or(config.data.dataset.clone());
+    let mut first_error = None;
+    let mut read_any = false;
+    for split in [SplitName::Train, SplitName::Val, SplitName::Test] {
+        let index = match read_index(&dataset, split) {
+            Ok(index) => index,
+            // A descriptor without this split: say nothing unless no split reads at all.
+            Err(YoloError::Dataset { detail, .. }) if detail.contains("has no `") => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", dataset.display())),
+        };
+        read_any = true;
+        write!(
+            out,
+            "{}",
+            Summary {
+                split: split.key(),
+                index: &index
+            }
+        )?;
+        if let Err(e) = index.check_strict(config.data.strict) {
+            first_error.get_or_insert(e);
+        }
+    }
+    if !read_any {
+        bail!("{}: no train, val or test split", dataset.display());
+    }
+    match first_error {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
 /// Ultralytics' `model.info()`: per-layer table and the one-line summary.
 fn info(args: &InfoArgs) -> Result<()> {
+    let mut out = std::io::stdout().lock();
     let config = args.config.load()?;
     let (nc, nc_source) = match config.model.nc {
         Some(nc) => (nc, "model.nc"),
@@ -210,27 +277,32 @@ fn info(args: &InfoArgs) -> Result<()> {
     let mut model = model_config.init::<backend::Cpu>(&device);
     if let Some(path) = args.weights.as_ref().or(config.model.weights.as_ref()) {
         model = load_ultralytics(model, path)?;
-        println!("weights: {} loaded, every key matched", path.display());
+        writeln!(out, "weights: {} loaded, every key matched", path.display())?;
     }
     let imgsz = config.train.imgsz;
-    println!("{:>3}  {:<8} {:>10}  arguments", "", "module", "params");
+    writeln!(
+        out,
+        "{:>3}  {:<8} {:>10}  arguments",
+        "", "module", "params"
+    )?;
     for (i, layer) in model.model.iter().enumerate() {
         let (name, detail) = describe(layer, config.model.arch);
-        println!(
+        writeln!(
+            out,
             "{i:>3}  {name:<8} {:>10}  {detail}",
             thousands(parameter_count(layer))
-        );
+        )?;
     }
     let params = model.num_parameters();
     let frozen = 16; // DFL's fixed conv
-    println!(
+    writeln!(out,
         "{} summary ({nc} classes, {nc_source}): {} layers, {} parameters, {} gradients, {:.1} GFLOPs at {imgsz}x{imgsz}",
         title(&model_config),
         model.model.len(),
         thousands(params),
         thousands(params - frozen),
         model.gflops([imgsz, imgsz]),
-    );
+    )?;
     Ok(())
 }
 
@@ -292,6 +364,7 @@ fn thousands(n: usize) -> String {
 }
 
 fn bench(args: &BenchArgs) -> Result<()> {
+    let mut out = std::io::stdout().lock();
     let choice: BackendChoice = args
         .backend
         .parse()
@@ -309,9 +382,10 @@ fn bench(args: &BenchArgs) -> Result<()> {
     };
     let result = backend::dispatch(choice, job)?;
     if args.json {
-        println!("{}", serde_json::to_string(&result)?);
+        writeln!(out, "{}", serde_json::to_string(&result)?)?;
     } else {
-        println!(
+        writeln!(
+            out,
             "{} imgsz {} batch {} on {choice} ({} threads): forward {:.1} ms/img ({:.2} img/s), \
              forward+backward {:.1} ms/img ({:.2} img/s)",
             result.model,
@@ -322,7 +396,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
             result.forward_img_per_s,
             result.train_ms_per_img,
             result.train_img_per_s
-        );
+        )?;
     }
     Ok(())
 }

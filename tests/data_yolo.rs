@@ -6,24 +6,31 @@ use yolo_burn::data::image::load_rgb;
 use yolo_burn::data::{read_index, ProblemKind, SplitName};
 
 fn shared(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets").join(path)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/datasets")
+        .join(path)
 }
 
 #[test]
 fn coco128_train_has_128_images_and_929_boxes() {
-    let index = read_index(&shared("coco128/coco128.yaml"), SplitName::Train).expect("read coco128");
+    let index =
+        read_index(&shared("coco128/coco128.yaml"), SplitName::Train).expect("read coco128");
     assert_eq!(index.images.len(), 128);
     assert_eq!(index.train_boxes(), 929);
     assert!(index.problems.is_empty(), "{:?}", index.problems.items);
     assert_eq!(index.nc(), 80);
     assert_eq!(index.names[0], "person");
     // Two images have no label file: background images, kept with no boxes.
-    assert_eq!(index.images.iter().filter(|i| i.boxes.is_empty()).count(), 2);
+    assert_eq!(
+        index.images.iter().filter(|i| i.boxes.is_empty()).count(),
+        2
+    );
 }
 
 #[test]
 fn coco128_heldout_val_has_128_images_and_898_boxes() {
-    let index = read_index(&shared("coco128/coco128-heldout.yaml"), SplitName::Val).expect("read heldout");
+    let index =
+        read_index(&shared("coco128/coco128-heldout.yaml"), SplitName::Val).expect("read heldout");
     assert_eq!(index.images.len(), 128);
     assert_eq!(index.train_boxes(), 898);
 }
@@ -34,7 +41,11 @@ fn grayscale_jpeg_loads_as_rgb() {
     let image = load_rgb(&path).expect("grayscale image decodes");
     assert!(image.width() > 0 && image.height() > 0);
     let index = read_index(&shared("coco128/coco128.yaml"), SplitName::Train).expect("read");
-    let record = index.images.iter().find(|i| i.path.ends_with("000000000086.jpg")).expect("in the index");
+    let record = index
+        .images
+        .iter()
+        .find(|i| i.path.ends_with("000000000086.jpg"))
+        .expect("in the index");
     assert_eq!(record.size, [image.width(), image.height()]);
 }
 
@@ -57,9 +68,17 @@ fn corrupt_dataset() -> (tempfile::TempDir, PathBuf) {
     )
     .expect("write labels");
     // A list file naming an image that does not exist.
-    std::fs::write(dir.path().join("train.txt"), "./images/train/good.jpg\n./images/train/gone.jpg\n").expect("write");
+    std::fs::write(
+        dir.path().join("train.txt"),
+        "./images/train/good.jpg\n./images/train/gone.jpg\n",
+    )
+    .expect("write");
     let yaml = dir.path().join("bad.yaml");
-    std::fs::write(&yaml, "path: .\ntrain: [images/train, train.txt]\nnames: [a, b]\n").expect("write yaml");
+    std::fs::write(
+        &yaml,
+        "path: .\ntrain: [images/train, train.txt]\nnames: [a, b]\n",
+    )
+    .expect("write yaml");
     (dir, yaml)
 }
 
@@ -71,9 +90,17 @@ fn corrupt_inputs_are_counted_and_named() {
     assert_eq!(index.images.len(), 2);
     assert_eq!(index.train_boxes(), 2);
     let named = |kind: ProblemKind, file: &str| {
-        index.problems.items.iter().any(|p| p.kind == kind && p.file.to_string_lossy().ends_with(file))
+        index
+            .problems
+            .items
+            .iter()
+            .any(|p| p.kind == kind && p.file.to_string_lossy().ends_with(file))
     };
-    assert!(named(ProblemKind::UnreadableImage, "truncated.jpg"), "{:#?}", index.problems.items);
+    assert!(
+        named(ProblemKind::UnreadableImage, "truncated.jpg"),
+        "{:#?}",
+        index.problems.items
+    );
     assert!(named(ProblemKind::UnreadableImage, "empty.jpg"));
     assert!(named(ProblemKind::UnreadableImage, "text.jpg"));
     assert!(named(ProblemKind::MissingImage, "gone.jpg"));
@@ -87,16 +114,24 @@ fn corrupt_inputs_are_counted_and_named() {
     ] {
         assert!(named(kind, "good.txt"), "{kind:?} not reported");
     }
-    let with_lines = index.problems.items.iter().filter(|p| p.file.ends_with("labels/train/good.txt"));
+    let with_lines = index
+        .problems
+        .items
+        .iter()
+        .filter(|p| p.file.ends_with("labels/train/good.txt"));
     assert!(with_lines.clone().all(|p| p.line.is_some()));
     let err = index.check_strict(true).expect_err("strict fails");
-    assert!(err.to_string().contains(".jpg") || err.to_string().contains(".txt"), "{err}");
+    assert!(
+        err.to_string().contains(".jpg") || err.to_string().contains(".txt"),
+        "{err}"
+    );
     assert!(index.check_strict(false).is_ok());
 }
 
 #[test]
 fn missing_descriptor_and_split_are_clean_errors() {
-    let err = read_index(Path::new("/nonexistent/data.yaml"), SplitName::Train).expect_err("missing");
+    let err =
+        read_index(Path::new("/nonexistent/data.yaml"), SplitName::Train).expect_err("missing");
     assert!(err.to_string().contains("/nonexistent/data.yaml"), "{err}");
     let dir = tempfile::tempdir().expect("tempdir");
     let yaml = dir.path().join("d.yaml");

@@ -5,6 +5,7 @@ pub mod descriptor;
 pub mod image;
 pub mod index;
 pub mod problems;
+pub mod summary;
 pub mod yolo_txt;
 
 pub use descriptor::{DatasetSpec, SplitName};
