@@ -159,14 +159,19 @@ fn data_check_summarises_and_strict_fails_naming_the_file() {
     let out = yolo_burn(&["data", "check", "--data", coco8.to_str().expect("utf-8")]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("train: 4 images") && text.contains("val: 4 images"), "{text}");
+    assert!(
+        text.contains("train: 4 images") && text.contains("val: 4 images"),
+        "{text}"
+    );
 
     let dir = tempfile::tempdir().expect("tempdir");
     let images = dir.path().join("images/train");
     let labels = dir.path().join("labels/train");
     std::fs::create_dir_all(&images).expect("mkdir");
     std::fs::create_dir_all(&labels).expect("mkdir");
-    image::RgbImage::from_pixel(32, 32, image::Rgb([9, 9, 9])).save(images.join("ok.png")).expect("png");
+    image::RgbImage::from_pixel(32, 32, image::Rgb([9, 9, 9]))
+        .save(images.join("ok.png"))
+        .expect("png");
     std::fs::write(images.join("broken.jpg"), b"").expect("write");
     std::fs::write(labels.join("ok.txt"), "0 0.5 0.5 0.2 0.2\n0 0.5 0.5\n").expect("write");
     let yaml = dir.path().join("d.yaml");
@@ -176,8 +181,14 @@ fn data_check_summarises_and_strict_fails_naming_the_file() {
     let lenient = yolo_burn(&["data", "check", "--data", data]);
     assert!(lenient.status.success(), "{}", stderr(&lenient));
     let text = stdout(&lenient);
-    assert!(text.contains("broken.jpg") && text.contains("ok.txt:2"), "{text}");
-    assert!(text.contains("unreadable image") && text.contains("wrong field count"), "{text}");
+    assert!(
+        text.contains("broken.jpg") && text.contains("ok.txt:2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("unreadable image") && text.contains("wrong field count"),
+        "{text}"
+    );
 
     let strict = yolo_burn(&["data", "check", "--data", data, "--set", "data.strict=true"]);
     assert_user_error(&strict, &["data.strict = true"]);

@@ -141,3 +141,24 @@ fn missing_descriptor_and_split_are_clean_errors() {
     let err = read_index(&yaml, SplitName::Train).expect_err("no images folder");
     assert!(err.to_string().contains("images/train"), "{err}");
 }
+
+#[test]
+fn embedded_default_dataset_is_drawn_on_first_use() {
+    use yolo_burn::data::shapes;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // As when the binary runs outside the repository: the descriptor itself is written from the embedded copy.
+    let descriptor = dir.path().join("datasets/shapes.toml");
+    let train = read_index(&descriptor, SplitName::Train).expect("draw and read shapes");
+    assert!(descriptor.exists());
+    assert_eq!(train.images.len(), shapes::TRAIN_IMAGES);
+    assert_eq!(train.names, shapes::NAMES);
+    assert!(train.problems.is_empty(), "{:?}", train.problems.items.first());
+    assert!(train.class_counts().iter().all(|&n| n > 100), "{:?}", train.class_counts());
+    let val = read_index(&descriptor, SplitName::Val).expect("read val");
+    assert_eq!(val.images.len(), shapes::VAL_IMAGES);
+    // Drawn once: a second read reuses the files.
+    let marker = dir.path().join("datasets/shapes/.complete");
+    let before = std::fs::metadata(&marker).and_then(|m| m.modified()).expect("marker");
+    read_index(&descriptor, SplitName::Train).expect("reread");
+    assert_eq!(std::fs::metadata(&marker).and_then(|m| m.modified()).expect("marker"), before);
+}

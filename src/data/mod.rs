@@ -5,6 +5,7 @@ pub mod descriptor;
 pub mod image;
 pub mod index;
 pub mod problems;
+pub mod shapes;
 pub mod summary;
 pub mod yolo_txt;
 
@@ -25,7 +26,23 @@ pub fn read_index(dataset: &Path, split: SplitName) -> Result<Index, YoloError> 
         .to_ascii_lowercase();
     match extension.as_str() {
         "yaml" | "yml" | "toml" => {
+            if !dataset.exists() && dataset.file_name().is_some_and(|n| n == "shapes.toml") {
+                write_shapes_descriptor(dataset)?;
+            }
             let spec = DatasetSpec::read(dataset)?;
+            match spec.generate.as_deref() {
+                None => {}
+                Some("shapes") => shapes::ensure(&spec.root)?,
+                Some(other) => {
+                    return Err(YoloError::Dataset {
+                        path: dataset.into(),
+                        line: None,
+                        detail: format!(
+                            "generate = \"{other}\": the only generated dataset is \"shapes\""
+                        ),
+                    })
+                }
+            }
             yolo_txt::read_split(&spec, split)
         }
         _ => Err(YoloError::Dataset {
@@ -36,4 +53,17 @@ pub fn read_index(dataset: &Path, split: SplitName) -> Result<Index, YoloError> 
                     .into(),
         }),
     }
+}
+
+/// The default config names `datasets/shapes.toml`; run from outside the repository, the binary writes its
+/// embedded copy there so the default still works.
+fn write_shapes_descriptor(path: &Path) -> Result<(), YoloError> {
+    let io = |source| YoloError::Io {
+        path: path.into(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    std::fs::write(path, shapes::DESCRIPTOR).map_err(io)
 }
