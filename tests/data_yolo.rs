@@ -152,13 +152,61 @@ fn embedded_default_dataset_is_drawn_on_first_use() {
     assert!(descriptor.exists());
     assert_eq!(train.images.len(), shapes::TRAIN_IMAGES);
     assert_eq!(train.names, shapes::NAMES);
-    assert!(train.problems.is_empty(), "{:?}", train.problems.items.first());
-    assert!(train.class_counts().iter().all(|&n| n > 100), "{:?}", train.class_counts());
+    assert!(
+        train.problems.is_empty(),
+        "{:?}",
+        train.problems.items.first()
+    );
+    assert!(
+        train.class_counts().iter().all(|&n| n > 100),
+        "{:?}",
+        train.class_counts()
+    );
     let val = read_index(&descriptor, SplitName::Val).expect("read val");
     assert_eq!(val.images.len(), shapes::VAL_IMAGES);
     // Drawn once: a second read reuses the files.
     let marker = dir.path().join("datasets/shapes/.complete");
-    let before = std::fs::metadata(&marker).and_then(|m| m.modified()).expect("marker");
+    let before = std::fs::metadata(&marker)
+        .and_then(|m| m.modified())
+        .expect("marker");
     read_index(&descriptor, SplitName::Train).expect("reread");
-    assert_eq!(std::fs::metadata(&marker).and_then(|m| m.modified()).expect("marker"), before);
+    assert_eq!(
+        std::fs::metadata(&marker)
+            .and_then(|m| m.modified())
+            .expect("marker"),
+        before
+    );
+}
+
+#[test]
+fn index_cache_is_reused_and_rebuilt_when_a_label_changes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let images = dir.path().join("images/train");
+    let labels = dir.path().join("labels/train");
+    std::fs::create_dir_all(&images).expect("mkdir");
+    std::fs::create_dir_all(&labels).expect("mkdir");
+    for i in 0..3 {
+        image::RgbImage::from_pixel(40, 20, image::Rgb([i * 50, 0, 0]))
+            .save(images.join(format!("{i}.png")))
+            .expect("png");
+        std::fs::write(labels.join(format!("{i}.txt")), "0 0.5 0.5 0.5 0.5\n").expect("label");
+    }
+    let yaml = dir.path().join("d.yaml");
+    std::fs::write(&yaml, "train: images/train\nnames: [a, b]\n").expect("yaml");
+
+    let first = read_index(&yaml, SplitName::Train).expect("read");
+    let cache = dir.path().join("labels/train.yolo-burn-cache");
+    assert!(cache.exists(), "cache beside the labels");
+    let again = read_index(&yaml, SplitName::Train).expect("reread");
+    assert_eq!(again, first);
+
+    // A changed label (different size) invalidates the cache.
+    std::fs::write(
+        labels.join("1.txt"),
+        "1 0.5 0.5 0.25 0.25\n0 0.2 0.2 0.1 0.1\n",
+    )
+    .expect("label");
+    let changed = read_index(&yaml, SplitName::Train).expect("reread after change");
+    assert_eq!(changed.train_boxes(), 4);
+    assert_ne!(changed, first);
 }

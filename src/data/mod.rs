@@ -1,6 +1,7 @@
 //! Datasets: every format parses once into an [`Index`] (validated, with each skipped item named), images are
 //! augmented as `u8` pixels, and the loader collates batches.
 
+pub mod cache;
 pub mod descriptor;
 pub mod image;
 pub mod index;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+use super::cache::{self, Fingerprint};
 use super::descriptor::{DatasetSpec, SplitName};
 use super::image::verified_size;
 use super::{BoxLabel, ImageRecord, Index, ProblemKind, Problems};
@@ -31,6 +32,19 @@ pub fn read_split(spec: &DatasetSpec, split: SplitName) -> Result<Index, YoloErr
     for source in sources {
         files.extend(list_images(source, &mut problems)?);
     }
+    let mut fingerprint = Fingerprint::default();
+    fingerprint.files.push((spec.file.clone(), None));
+    for image in &files {
+        fingerprint.add(image);
+        fingerprint.add(&label_path(image));
+    }
+    let cache_path = cache_file(&sources[0], split);
+    if let Some(mut index) = cache::load(&cache_path, &fingerprint) {
+        if index.names == spec.names {
+            index.problems.items.splice(0..0, problems.items);
+            return Ok(index);
+        }
+    }
     let nc = spec.names.len();
     let results: Vec<(Option<ImageRecord>, Problems)> = files
         .par_iter()
@@ -42,12 +56,28 @@ pub fn read_split(spec: &DatasetSpec, split: SplitName) -> Result<Index, YoloErr
         images.extend(record);
         problems.items.append(&mut found.items);
     }
-    Ok(Index {
+    let index = Index {
         names: spec.names.clone(),
         category_ids: None,
         images,
         problems,
-    })
+    };
+    cache::store(&cache_path, &fingerprint, &index);
+    Ok(index)
+}
+
+/// `labels/<split folder>.yolo-burn-cache` beside the labels, as Ultralytics puts its `labels/<split>.cache`.
+fn cache_file(source: &Path, split: SplitName) -> PathBuf {
+    let stem = source
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or(split.key())
+        .to_string();
+    let labels = label_path(&source.join("x"));
+    labels
+        .parent()
+        .unwrap_or(Path::new("."))
+        .with_file_name(format!("{stem}.yolo-burn-cache"))
 }
 
 /// The image files of one `train`/`val` entry: a folder (searched recursively), a list file of image paths
