@@ -216,3 +216,31 @@ fn categories_without_gt_match_pycocotools() {
 fn random_mixture_matches_pycocotools() {
     check_case("random_mixture");
 }
+
+#[test]
+fn dataset_index_as_ground_truth_scores_perfect_detections_as_one() {
+    use yolo_burn::data::{read_index, SplitName};
+    use yolo_burn::eval::coco::{evaluate, CocoGroundTruth, DetectionBox};
+    let yaml = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/datasets/coco128/coco128.yaml");
+    let index = read_index(&yaml, SplitName::Train).expect("coco128");
+    let gt = CocoGroundTruth::from_index(&index);
+    assert_eq!(gt.image_ids.len(), 128);
+    assert_eq!(gt.annotations.len(), 929);
+    let detections: Vec<DetectionBox> = gt
+        .annotations
+        .iter()
+        .map(|a| DetectionBox {
+            image_id: a.image_id,
+            category_id: a.category_id,
+            bbox_xywh: a.bbox_xywh,
+            score: 0.9,
+        })
+        .collect();
+    let stats = evaluate(&gt, &detections).report();
+    let ap = stats.stats.0;
+    assert!(
+        (ap[0] - 1.0).abs() < 1e-12 && (ap[1] - 1.0).abs() < 1e-12,
+        "{ap:?}"
+    );
+}

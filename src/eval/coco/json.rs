@@ -164,6 +164,51 @@ impl CocoGroundTruth {
     }
 }
 
+impl CocoGroundTruth {
+    /// The ground truth of a dataset split as COCO sees it: the index's image ids, its categories (original ids
+    /// when the dataset came from COCO JSON, else the class index), every box with its crowd flag and area.
+    /// Annotation ids start at 1, since pycocotools treats id 0 as "unmatched".
+    pub fn from_index(index: &crate::data::Index) -> Self {
+        let category_id = |class: u32| match &index.category_ids {
+            Some(ids) => ids
+                .get(class as usize)
+                .map_or(i64::from(class), |&id| id as i64),
+            None => i64::from(class),
+        };
+        let mut image_ids: Vec<i64> = index.images.iter().map(|i| i.id as i64).collect();
+        image_ids.sort_unstable();
+        image_ids.dedup();
+        let categories = (0..index.names.len() as u32)
+            .map(|c| Category {
+                id: category_id(c),
+                name: index.names[c as usize].clone(),
+            })
+            .collect();
+        let annotations = index
+            .images
+            .iter()
+            .flat_map(|image| image.boxes.iter().map(move |b| (image.id, b)))
+            .enumerate()
+            .map(|(n, (image_id, b))| {
+                let [x1, y1, x2, y2] = b.xyxy_px.map(f64::from);
+                GtBox {
+                    id: n as i64 + 1,
+                    image_id: image_id as i64,
+                    category_id: category_id(b.class),
+                    bbox_xywh: [x1, y1, x2 - x1, y2 - y1],
+                    area: f64::from(b.area),
+                    iscrowd: b.crowd,
+                }
+            })
+            .collect();
+        Self {
+            image_ids,
+            categories,
+            annotations,
+        }
+    }
+}
+
 /// Read a results JSON file (an array of `{image_id, category_id, bbox, score}`) and check it against `gt`.
 pub fn read_detections(path: &Path, gt: &CocoGroundTruth) -> Result<Vec<DetectionBox>, CocoError> {
     detections_from_slice(&read(path)?, path, gt)
