@@ -235,8 +235,17 @@ fn data_check(args: &DataCheckArgs) -> Result<()> {
     let dataset = args.data.clone().unwrap_or(config.data.dataset.clone());
     let mut first_error = None;
     let mut read_any = false;
-    for split in [SplitName::Train, SplitName::Val, SplitName::Test] {
-        let index = match read_index(&dataset, split) {
+    // An instances JSON is a single split; a descriptor names up to three.
+    let is_json = dataset
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let splits: &[SplitName] = if is_json {
+        &[SplitName::Train]
+    } else {
+        &[SplitName::Train, SplitName::Val, SplitName::Test]
+    };
+    for &split in splits {
+        let index = match read_index(&dataset, config.data.images.as_deref(), split) {
             Ok(index) => index,
             // A descriptor without this split: say nothing unless no split reads at all.
             Err(YoloError::Dataset { detail, .. }) if detail.contains("has no `") => continue,
@@ -247,7 +256,7 @@ fn data_check(args: &DataCheckArgs) -> Result<()> {
             out,
             "{}",
             Summary {
-                split: split.key(),
+                split: if is_json { "instances" } else { split.key() },
                 index: &index
             }
         )?;
