@@ -23,7 +23,11 @@ pub enum YoloError {
     InvalidTargets(String),
     /// A dataset item is bad and `data.strict = true` (or the dataset as a whole is unusable).
     #[error("{path}{}: {detail}", line.map(|l| format!(":{l}")).unwrap_or_default(), path = path.display())]
-    Dataset { path: PathBuf, line: Option<usize>, detail: String },
+    Dataset {
+        path: PathBuf,
+        line: Option<usize>,
+        detail: String,
+    },
     /// A safetensors file could not be parsed or written.
     #[error("{path}: {detail}")]
     Safetensors { path: PathBuf, detail: String },

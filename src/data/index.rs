@@ -56,7 +56,11 @@ impl Index {
 
     /// Non-crowd boxes, the ones training uses.
     pub fn train_boxes(&self) -> usize {
-        self.images.iter().flat_map(|i| &i.boxes).filter(|b| !b.crowd).count()
+        self.images
+            .iter()
+            .flat_map(|i| &i.boxes)
+            .filter(|b| !b.crowd)
+            .count()
     }
 
     /// Under `data.strict = true`, the first problem becomes an error naming its file and line.
@@ -74,7 +78,12 @@ impl Index {
     /// Boxes per class (crowd excluded).
     pub fn class_counts(&self) -> Vec<usize> {
         let mut counts = vec![0; self.names.len()];
-        for b in self.images.iter().flat_map(|i| &i.boxes).filter(|b| !b.crowd) {
+        for b in self
+            .images
+            .iter()
+            .flat_map(|i| &i.boxes)
+            .filter(|b| !b.crowd)
+        {
             if let Some(c) = counts.get_mut(b.class as usize) {
                 *c += 1;
             }

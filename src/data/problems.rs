@@ -86,8 +86,19 @@ pub struct Problems {
 }
 
 impl Problems {
-    pub fn push(&mut self, kind: ProblemKind, file: impl Into<PathBuf>, line: Option<usize>, detail: impl Into<String>) {
-        self.items.push(Problem { kind, file: file.into(), line, detail: detail.into() });
+    pub fn push(
+        &mut self,
+        kind: ProblemKind,
+        file: impl Into<PathBuf>,
+        line: Option<usize>,
+        detail: impl Into<String>,
+    ) {
+        self.items.push(Problem {
+            kind,
+            file: file.into(),
+            line,
+            detail: detail.into(),
+        });
     }
 
     pub fn is_empty(&self) -> bool {
