@@ -4,6 +4,7 @@
 pub mod augment;
 pub mod image;
 pub mod index;
+pub mod loader;
 pub mod problems;
 pub mod rng;
 
