@@ -31,7 +31,11 @@ fn div_tables() -> &'static DivTables {
 
 /// OpenCV 8-bit RGB → HSV, H in 0..180.
 pub fn rgb_to_hsv(rgb: [u8; 3]) -> [u8; 3] {
-    let t = div_tables();
+    rgb_to_hsv_with(div_tables(), rgb)
+}
+
+#[inline]
+fn rgb_to_hsv_with(t: &DivTables, rgb: [u8; 3]) -> [u8; 3] {
     let [r, g, b] = rgb.map(i32::from);
     let v = r.max(g).max(b);
     let vmin = r.min(g).min(b);
@@ -51,6 +55,7 @@ pub fn rgb_to_hsv(rgb: [u8; 3]) -> [u8; 3] {
 /// OpenCV 8-bit HSV (H in 0..180) → RGB, as its vectorised `HSV2RGB_b` computes it: floats, `1 - s·h` fused
 /// (one rounding; emulated exactly in f64, since the product of two f32 is exact there), and the result
 /// truncated, not rounded. Checked against all 2^24 colours of cv2 5.0 (`hsv_all_colours_equal_opencv_table`).
+#[inline]
 pub fn hsv_to_rgb(hsv: [u8; 3]) -> [u8; 3] {
     const SECTOR: [[usize; 3]; 6] = [
         [1, 3, 0],
@@ -133,14 +138,16 @@ impl HsvLut {
     /// Applies the tables to every pixel, in place: RGB → HSV → tables → RGB.
     pub fn apply(&self, image: &mut RgbImage) {
         // Many pixels repeat (grey padding, flat regions): remember the last one.
+        let tables = div_tables();
         let mut last_in = [PAD_SENTINEL; 3];
-        let mut last_out = hsv_to_rgb(self.map(rgb_to_hsv(last_in)));
-        for p in image.pixels_mut() {
-            if p.0 != last_in {
-                last_in = p.0;
-                last_out = hsv_to_rgb(self.map(rgb_to_hsv(p.0)));
+        let mut last_out = hsv_to_rgb(self.map(rgb_to_hsv_with(tables, last_in)));
+        for p in image.as_mut().chunks_exact_mut(3) {
+            let rgb = [p[0], p[1], p[2]];
+            if rgb != last_in {
+                last_in = rgb;
+                last_out = hsv_to_rgb(self.map(rgb_to_hsv_with(tables, rgb)));
             }
-            p.0 = last_out;
+            p.copy_from_slice(&last_out);
         }
     }
 

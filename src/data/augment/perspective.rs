@@ -88,6 +88,17 @@ impl PerspectiveRange {
     }
 }
 
+/// `floor(v + 0.5)` with a truncating cast (f64::round and floor are libm calls on baseline x86-64), as f64.
+#[inline]
+fn round_half_up(v: f64) -> f64 {
+    let f = v + 0.5;
+    if !(-1e15..1e15).contains(&f) {
+        return f; // far outside any image (or NaN): the caller skips it
+    }
+    let i = f as i64;
+    (if (i as f64) > f { i - 1 } else { i }) as f64
+}
+
 /// Inverse of a 3×3 matrix (adjugate over determinant); `None` when singular.
 fn invert(m: &[[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
     let cof =
@@ -149,8 +160,8 @@ impl Warp {
                     sy *= w;
                 }
                 // Quantise to 1/32 px; skip pixels whose four taps are all outside.
-                let qx = (sx * 32.0).round();
-                let qy = (sy * 32.0).round();
+                let qx = round_half_up(sx * 32.0);
+                let qy = round_half_up(sy * 32.0);
                 if !(qx > -64.0
                     && qy > -64.0
                     && qx < (sw as f64 + 1.0) * 32.0
@@ -159,6 +170,7 @@ impl Warp {
                     continue;
                 }
                 let (qx, qy) = (qx as i64, qy as i64);
+                let (qx, qy) = (qx.max(-64), qy.max(-64));
                 let (x0, y0) = (qx >> 5, qy >> 5);
                 let (fx, fy) = ((qx & 31) as i32, (qy & 31) as i32);
                 let w00 = (32 - fx) * (32 - fy);
