@@ -1,6 +1,7 @@
 //! Datasets: every format parses once into an [`Index`] (validated, with each skipped item named), images are
 //! augmented as `u8` pixels, and the loader collates batches.
 
+pub mod augment;
 pub mod cache;
 pub mod coco;
 pub mod coco_stream;
@@ -8,9 +9,12 @@ pub mod descriptor;
 pub mod image;
 pub mod index;
 pub mod json;
+pub mod loader;
 pub mod objects365;
 pub mod objects365_names;
+pub mod preview;
 pub mod problems;
+pub mod rng;
 pub mod shapes;
 pub mod summary;
 pub mod verify;
