@@ -12,5 +12,9 @@ pub mod error;
 pub mod eval;
 pub mod loss;
 pub mod model;
+pub mod predict;
+pub mod runs;
+pub mod validate;
+pub mod validate_plots;
 
 pub use error::YoloError;

@@ -10,15 +10,24 @@ use clap::{Args, Parser, Subcommand};
 use yolo_burn::backend::{self, BackendChoice};
 use yolo_burn::bench::loader::LoaderBench;
 use yolo_burn::bench::ModelBench;
-use yolo_burn::config::{Arch, Config, ScaleName};
+use yolo_burn::config::{Arch, Config, ScaleName, Split};
 use yolo_burn::data::loader::{Loader, LoaderConfig};
 use yolo_burn::data::preview::render_batch;
 use yolo_burn::data::summary::Summary;
+use yolo_burn::data::DatasetSpec;
 use yolo_burn::data::{read_index, SplitName};
 use yolo_burn::eval::coco::{self, read_detections, CocoGroundTruth};
-use yolo_burn::model::weights::load_ultralytics;
+use yolo_burn::eval::nms::{ClassMode, NmsConfig};
+use yolo_burn::model::weights::{load_ultralytics, read_metadata};
 use yolo_burn::model::yolo::parameter_count;
+use yolo_burn::model::Yolo;
 use yolo_burn::model::{Layer, YoloConfig};
+use yolo_burn::predict::run::{predict_files, PredictOptions};
+use yolo_burn::predict::sources::expand;
+use yolo_burn::predict::Detector;
+use yolo_burn::runs::create_run_dir;
+use yolo_burn::validate::{validate, ClassTable};
+use yolo_burn::validate_plots::{confusion_matrix, pr_curve};
 use yolo_burn::YoloError;
 
 /// Train, evaluate and export YOLOv8 and YOLO11 object detectors, on Burn.
@@ -39,8 +48,8 @@ enum Command {
     /// Evaluate COCO results against COCO ground truth (`--gt`, `--predictions`), as pycocotools does; evaluating
     /// a checkpoint is not implemented yet.
     Val(ValArgs),
-    /// Detect objects in images and write annotated copies and JSON (not implemented yet).
-    Predict(ConfigArgs),
+    /// Detect objects in images: annotated copies, a JSON file per image, optionally YOLO txt labels.
+    Predict(PredictArgs),
     /// Export a checkpoint to ONNX for TensorRT / DeepStream (not implemented yet).
     Export(ConfigArgs),
     /// Print the model summary: layers, parameters and GFLOPs at the configured imgsz.
@@ -129,6 +138,39 @@ struct ValArgs {
     /// Print the 12 stats and per-category AP as one JSON object instead of pycocotools' text.
     #[arg(long)]
     json: bool,
+    /// Ultralytics-layout safetensors weights to evaluate (overrides `model.weights`).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Run folder name under `train.project`; an existing one gets a numeric suffix.
+    #[arg(long, default_value = "val")]
+    name: String,
+    /// Reuse an existing run folder.
+    #[arg(long)]
+    exist_ok: bool,
+}
+
+#[derive(Args, Debug)]
+struct PredictArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Ultralytics-layout safetensors weights (overrides `model.weights`).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// An image, a folder of images, or a glob pattern (quote it).
+    #[arg(long)]
+    source: String,
+    /// Also write labels/<stem>.txt: `class cx cy w h conf`, normalised (Ultralytics' save_txt + save_conf).
+    #[arg(long)]
+    save_txt: bool,
+    /// Run folder name under `train.project`; an existing one gets a numeric suffix.
+    #[arg(long, default_value = "predict")]
+    name: String,
+    /// Reuse an existing run folder.
+    #[arg(long)]
+    exist_ok: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 #[derive(Args, Debug)]
@@ -236,10 +278,7 @@ fn run(cli: Cli) -> Result<()> {
             not_yet("train", "the trainer issue")
         }
         Command::Val(args) => val(&args),
-        Command::Predict(args) => {
-            args.load()?;
-            not_yet("predict", "the evaluation and prediction issue")
-        }
+        Command::Predict(args) => predict(&args),
         Command::Export(args) => {
             args.load()?;
             not_yet("export", "the export issue")
@@ -317,11 +356,7 @@ fn not_yet(command: &str, issue: &str) -> Result<()> {
 /// which needs the data loader.
 fn val(args: &ValArgs) -> Result<()> {
     let (Some(gt_path), Some(predictions_path)) = (&args.gt, &args.predictions) else {
-        args.config.load()?;
-        return not_yet(
-            "val --config",
-            "the evaluation issue; `val --gt --predictions` works now",
-        );
+        return val_model(args);
     };
     let gt = CocoGroundTruth::from_path(gt_path).context("--gt")?;
     let detections = read_detections(predictions_path, &gt).context("--predictions")?;
@@ -334,6 +369,169 @@ fn val(args: &ValArgs) -> Result<()> {
         write!(out, "{}", evaluation.stats.to_pycocotools_text())?;
     }
     out.flush()?;
+    Ok(())
+}
+
+/// The model the config describes, with `weights` (or `model.weights`) loaded; `nc` is `model.nc`, else
+/// `dataset_nc`, else the number of names in the weights' metadata.
+fn load_model(
+    config: &Config,
+    weights: Option<&PathBuf>,
+    dataset_nc: Option<usize>,
+) -> Result<(Yolo<backend::Cpu>, Vec<String>)> {
+    let Some(path) = weights.or(config.model.weights.as_ref()) else {
+        bail!("no weights: pass --weights FILE or set model.weights (an Ultralytics-layout .safetensors)");
+    };
+    let metadata = read_metadata(path).with_context(|| format!("--weights {}", path.display()))?;
+    let meta_names: Option<Vec<String>> = metadata
+        .get("names")
+        .and_then(|n| serde_json::from_str(n).ok());
+    let nc = config
+        .model
+        .nc
+        .or(dataset_nc)
+        .or(meta_names.as_ref().map(Vec::len))
+        .context("cannot tell the number of classes: set model.nc")?;
+    let model = YoloConfig::new(config.model.arch, config.model.scale, nc)
+        .init::<backend::Cpu>(&Default::default());
+    let model = load_ultralytics(model, path)?;
+    let names = meta_names
+        .filter(|n| n.len() == nc)
+        .unwrap_or_else(|| (0..nc).map(|i| format!("class{i}")).collect());
+    Ok((model, names))
+}
+
+/// `[eval]` applied to Ultralytics' NMS defaults for val or predict.
+fn nms_config(config: &Config, base: NmsConfig, conf: f64) -> NmsConfig {
+    NmsConfig {
+        conf: conf as f32,
+        iou: config.eval.iou as f32,
+        max_det: config.eval.max_det,
+        classes: if config.eval.agnostic_nms {
+            ClassMode::Agnostic
+        } else {
+            ClassMode::Aware
+        },
+        ..base
+    }
+}
+
+/// `val --config`: the checkpoint over `eval.split` of the dataset; prints Ultralytics' table and pycocotools'
+/// stats, and writes predictions.json, metrics.json, PR_curve.png and confusion_matrix.png.
+fn val_model(args: &ValArgs) -> Result<()> {
+    let config = args.config.load()?;
+    let split = match config.eval.split {
+        Split::Train => SplitName::Train,
+        Split::Val => SplitName::Val,
+        Split::Test => SplitName::Test,
+    };
+    let dataset = &config.data.dataset;
+    let index = read_index(dataset, config.data.images.as_deref(), split)
+        .with_context(|| format!("reading {}", dataset.display()))?;
+    index.check_strict(config.data.strict)?;
+    let is_json = dataset
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    // A COCO JSON dataset is evaluated against the file itself, exactly as pycocotools would read it.
+    let gt = if is_json {
+        CocoGroundTruth::from_path(dataset)
+            .with_context(|| format!("reading {}", dataset.display()))?
+    } else {
+        CocoGroundTruth::from_index(&index)
+    };
+    let (model, _) = load_model(&config, args.weights.as_ref(), Some(index.nc()))?;
+    let detector = Detector {
+        model,
+        imgsz: config.train.imgsz,
+        nms: nms_config(&config, NmsConfig::val(), config.eval.val_conf()),
+    };
+    let validation = validate(
+        &detector,
+        &index,
+        &gt,
+        LoaderConfig::val(&config),
+        &Default::default(),
+    )?;
+    let dir = create_run_dir(&config.train.project, &args.name, args.exist_ok)?;
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
+    };
+    write("predictions.json", validation.predictions_json().as_bytes())?;
+    let metrics = serde_json::json!({
+        "coco": validation.evaluation.report(),
+        "classes": validation.rows,
+        "best_f1": validation.evaluation.best_f1,
+        "fitness": validation.fitness(),
+    });
+    write(
+        "metrics.json",
+        serde_json::to_string_pretty(&metrics)?.as_bytes(),
+    )?;
+    let save = |name: &str, image: image::RgbImage| {
+        let path = dir.join(name);
+        image
+            .save(&path)
+            .with_context(|| format!("writing {}", path.display()))
+    };
+    save("PR_curve.png", pr_curve(&validation.evaluation))?;
+    save(
+        "confusion_matrix.png",
+        confusion_matrix(&validation.evaluation, &index.names),
+    )?;
+    let mut out = std::io::stdout().lock();
+    write!(out, "{}", ClassTable(&validation.rows))?;
+    write!(out, "{}", validation.evaluation.stats.to_pycocotools_text())?;
+    writeln!(out, "results saved to {}", dir.display())?;
+    Ok(())
+}
+
+/// `predict`: detections for every source image, written to a run folder.
+fn predict(args: &PredictArgs) -> Result<()> {
+    let config = args.config.load()?;
+    let sources = expand(&args.source).context("--source")?;
+    let dataset_names = DatasetSpec::read(&config.data.dataset)
+        .ok()
+        .map(|spec| spec.names);
+    let (model, mut names) = load_model(
+        &config,
+        args.weights.as_ref(),
+        dataset_names.as_ref().map(Vec::len),
+    )?;
+    if let Some(dataset_names) =
+        dataset_names.filter(|n| n.len() == names.len() && names[0] == "class0")
+    {
+        names = dataset_names;
+    }
+    let detector = Detector {
+        model,
+        imgsz: config.train.imgsz,
+        nms: nms_config(&config, NmsConfig::predict(), config.eval.predict_conf()),
+    };
+    let dir = create_run_dir(&config.train.project, &args.name, args.exist_ok)?;
+    let options = PredictOptions {
+        names: &names,
+        out_dir: &dir,
+        save_txt: args.save_txt,
+        progress: !args.quiet,
+    };
+    let summary = predict_files(&detector, &sources, &options, &Default::default())?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{} images, {} detections; results saved to {}",
+        summary.images,
+        summary.detections,
+        dir.display()
+    )?;
+    if let Some((path, reason)) = summary.unreadable.first() {
+        bail!(
+            "{} of {} sources could not be read, first {}: {reason}",
+            summary.unreadable.len(),
+            sources.len(),
+            path.display()
+        );
+    }
     Ok(())
 }
 

@@ -104,7 +104,7 @@ pub fn render_batch(batch: &Batch, names: &[String]) -> RgbImage {
 }
 
 /// Fills `[x1, y1, x2, y2)` (clipped to the image).
-fn fill(image: &mut RgbImage, xyxy: [i64; 4], colour: [u8; 3]) {
+pub(crate) fn fill(image: &mut RgbImage, xyxy: [i64; 4], colour: [u8; 3]) {
     let (w, h) = (image.width() as i64, image.height() as i64);
     for y in xyxy[1].max(0)..xyxy[3].min(h) {
         for x in xyxy[0].max(0)..xyxy[2].min(w) {
@@ -114,7 +114,12 @@ fn fill(image: &mut RgbImage, xyxy: [i64; 4], colour: [u8; 3]) {
 }
 
 /// An outline `width` pixels thick, inside `[x1, y1, x2, y2]`.
-fn rectangle(image: &mut RgbImage, [x1, y1, x2, y2]: [i64; 4], colour: [u8; 3], width: i64) {
+pub(crate) fn rectangle(
+    image: &mut RgbImage,
+    [x1, y1, x2, y2]: [i64; 4],
+    colour: [u8; 3],
+    width: i64,
+) {
     fill(image, [x1, y1, x2, y1 + width], colour);
     fill(image, [x1, y2 - width, x2, y2], colour);
     fill(image, [x1, y1, x1 + width, y2], colour);
@@ -122,7 +127,7 @@ fn rectangle(image: &mut RgbImage, [x1, y1, x2, y2]: [i64; 4], colour: [u8; 3], 
 }
 
 /// Draws `s` with its top-left corner at `at`, each glyph pixel a `scale`×`scale` square.
-fn text(image: &mut RgbImage, at: [i64; 2], s: &str, colour: [u8; 3], scale: i64) {
+pub(crate) fn text(image: &mut RgbImage, at: [i64; 2], s: &str, colour: [u8; 3], scale: i64) {
     for (i, ch) in s.chars().enumerate() {
         let glyph = font8x8::legacy::BASIC_LEGACY
             .get(ch as usize)
@@ -143,7 +148,13 @@ fn text(image: &mut RgbImage, at: [i64; 2], s: &str, colour: [u8; 3], scale: i64
 
 /// Ultralytics' `Annotator.box_label` tab: the label on a filled box of the class colour, above the box when
 /// there is room, else inside it; black text on light colours, white otherwise.
-fn box_label(image: &mut RgbImage, xyxy: [i64; 4], label: &str, colour: [u8; 3], scale: i64) {
+pub(crate) fn box_label(
+    image: &mut RgbImage,
+    xyxy: [i64; 4],
+    label: &str,
+    colour: [u8; 3],
+    scale: i64,
+) {
     let (tw, th) = (label.chars().count() as i64 * 8 * scale, 8 * scale);
     let pad = scale;
     let above = xyxy[1] - th - 2 * pad >= 0;

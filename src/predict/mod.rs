@@ -1,0 +1,139 @@
+//! Images in, boxes out: letterbox, forward, NMS, and boxes mapped back to original-image pixels. The one
+//! inference path shared by `predict`, `val` and validation during training.
+
+pub mod draw;
+pub mod run;
+pub mod sources;
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+use image::RgbImage;
+
+use crate::data::augment::{Letterbox, Sample};
+use crate::data::loader::{Batch, Placement};
+use crate::eval::nms::{batched_non_max_suppression, Detection, NmsConfig};
+use crate::model::Yolo;
+
+/// A model in eval mode with its input size and NMS settings.
+pub struct Detector<B: Backend> {
+    pub model: Yolo<B>,
+    /// Square input size for single images (`train.imgsz`); loader batches bring their own shape.
+    pub imgsz: usize,
+    pub nms: NmsConfig,
+}
+
+impl<B: Backend> Detector<B> {
+    /// Detections of a validation batch, in original-image pixels (the batch's `placements` undo the resize and
+    /// letterbox).
+    pub fn detect_batch(&self, batch: &Batch, device: &B::Device) -> Vec<Vec<Detection>> {
+        let raw = self.forward_nms(batch.images_tensor::<B>(device));
+        raw.into_iter()
+            .zip(&batch.placements)
+            .map(|(dets, placement)| unplace(dets, placement))
+            .collect()
+    }
+
+    /// Detections of whole images, in their own pixels. Each image is letterboxed into `imgsz`×`imgsz`.
+    pub fn detect_images(&self, images: Vec<RgbImage>, device: &B::Device) -> Vec<Vec<Detection>> {
+        if images.is_empty() {
+            return Vec::new();
+        }
+        let side = self.imgsz as u32;
+        let plane = (side * side) as usize;
+        let mut data = vec![0f32; images.len() * 3 * plane];
+        let mut placements = Vec::with_capacity(images.len());
+        for (image, out) in images.into_iter().zip(data.chunks_exact_mut(3 * plane)) {
+            let size = [image.width(), image.height()];
+            let letterbox = Letterbox::fit(size, [side, side], true);
+            let boxed = letterbox.apply(&Sample {
+                image,
+                boxes: Vec::new(),
+            });
+            for (i, p) in boxed.image.as_raw().chunks_exact(3).enumerate() {
+                for c in 0..3 {
+                    out[c * plane + i] = f32::from(p[c]) / 255.0;
+                }
+            }
+            placements.push(Placement {
+                original_size: size,
+                gain: letterbox.gain,
+                pad_px: letterbox.pad_left_top.map(|p| p as f32),
+            });
+        }
+        let n = placements.len();
+        let s = self.imgsz;
+        let tensor = Tensor::from_data(TensorData::new(data, [n, 3, s, s]), device);
+        let raw = self.forward_nms(tensor);
+        raw.into_iter()
+            .zip(&placements)
+            .map(|(dets, placement)| unplace(dets, placement))
+            .collect()
+    }
+
+    fn forward_nms(&self, images: Tensor<B, 4>) -> Vec<Vec<Detection>> {
+        let batch = images.dims()[0];
+        let pred = self.model.predict(images);
+        let nc = pred.dims()[1] - 4;
+        let values: Vec<f32> = pred
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .unwrap_or_default();
+        batched_non_max_suppression(&values, batch, nc, &self.nms)
+    }
+}
+
+/// Maps detections from model-input pixels back to the original image (Ultralytics' `scale_boxes`), clipped.
+pub fn unplace(detections: Vec<Detection>, placement: &Placement) -> Vec<Detection> {
+    let [w, h] = placement.original_size.map(|v| v as f32);
+    let [px, py] = placement.pad_px;
+    let gain = placement.gain.max(f32::MIN_POSITIVE);
+    detections
+        .into_iter()
+        .map(|d| {
+            let [x1, y1, x2, y2] = d.xyxy;
+            let xyxy = [
+                ((x1 - px) / gain).clamp(0.0, w),
+                ((y1 - py) / gain).clamp(0.0, h),
+                ((x2 - px) / gain).clamp(0.0, w),
+                ((y2 - py) / gain).clamp(0.0, h),
+            ];
+            Detection { xyxy, ..d }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unplace_inverts_the_letterbox() {
+        // A 200×100 image letterboxed into 64×64: gain 0.32, 16 px of padding above and below.
+        let letterbox = Letterbox::fit([200, 100], [64, 64], true);
+        let placement = Placement {
+            original_size: [200, 100],
+            gain: letterbox.gain,
+            pad_px: letterbox.pad_left_top.map(|p| p as f32),
+        };
+        let original = [20.0f32, 10.0, 120.0, 90.0];
+        let boxed = original.map(|v| v * letterbox.gain);
+        let boxed = [
+            boxed[0],
+            boxed[1] + placement.pad_px[1],
+            boxed[2],
+            boxed[3] + placement.pad_px[1],
+        ];
+        let back = unplace(
+            vec![Detection {
+                xyxy: boxed,
+                conf: 0.9,
+                class: 1,
+            }],
+            &placement,
+        );
+        for (a, b) in back[0].xyxy.iter().zip(original) {
+            assert!((a - b).abs() < 1e-3, "{:?} vs {original:?}", back[0].xyxy);
+        }
+    }
+}

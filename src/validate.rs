@@ -1,0 +1,211 @@
+//! A model over a dataset split, evaluated as COCO does: what `yolo-burn val` prints and writes, and what the
+//! trainer measures each epoch. Inference is `predict::Detector`'s; the numbers are `eval::coco`'s.
+
+use std::fmt;
+
+use burn::tensor::backend::Backend;
+use serde::Serialize;
+
+use crate::data::loader::{Loader, LoaderConfig};
+use crate::data::Index;
+use crate::eval::coco::{
+    self, params::NUM_RECALL_THRESHOLDS, CocoEvaluation, CocoGroundTruth, DetectionBox,
+};
+use crate::predict::Detector;
+use crate::YoloError;
+
+/// One row of the per-class table (Ultralytics' `Class Images Instances P R mAP50 mAP50-95`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClassRow {
+    pub name: String,
+    /// Images holding at least one (non-crowd) box of the class.
+    pub images: usize,
+    /// Non-crowd boxes of the class.
+    pub instances: usize,
+    pub precision: f64,
+    pub recall: f64,
+    pub map50: f64,
+    pub map50_95: f64,
+}
+
+/// The outcome of one validation run.
+#[derive(Debug, Clone)]
+pub struct Validation {
+    /// Detections in COCO results form (original image ids, category ids and pixels), rounded as written to
+    /// predictions.json so that re-evaluating that file gives exactly these numbers.
+    pub detections: Vec<DetectionBox>,
+    pub evaluation: CocoEvaluation,
+    /// The `all` row first, then one per class with instances.
+    pub rows: Vec<ClassRow>,
+}
+
+impl Validation {
+    /// mAP50 over all classes (pycocotools' AP50).
+    pub fn map50(&self) -> f64 {
+        self.evaluation.stats.0[1]
+    }
+
+    /// mAP50-95 over all classes (pycocotools' AP).
+    pub fn map50_95(&self) -> f64 {
+        self.evaluation.stats.0[0]
+    }
+
+    /// Ultralytics' fitness: 0.1·mAP50 + 0.9·mAP50-95.
+    pub fn fitness(&self) -> f64 {
+        0.1 * self.map50().max(0.0) + 0.9 * self.map50_95().max(0.0)
+    }
+
+    /// The detections as a COCO results JSON array.
+    pub fn predictions_json(&self) -> String {
+        #[derive(Serialize)]
+        struct Entry {
+            image_id: i64,
+            category_id: i64,
+            bbox: [f64; 4],
+            score: f64,
+        }
+        let entries: Vec<Entry> = self
+            .detections
+            .iter()
+            .map(|d| Entry {
+                image_id: d.image_id,
+                category_id: d.category_id,
+                bbox: d.bbox_xywh,
+                score: d.score,
+            })
+            .collect();
+        serde_json::to_string(&entries).unwrap_or_else(|_| "[]".into())
+    }
+}
+
+/// Runs `detector` over every image of `index` (letterboxed rectangular batches, as Ultralytics validates) and
+/// evaluates against `gt`, which must describe the same images: [`CocoGroundTruth::from_index`] for any
+/// dataset, or the instances file itself for a COCO JSON dataset.
+pub fn validate<B: Backend>(
+    detector: &Detector<B>,
+    index: &Index,
+    gt: &CocoGroundTruth,
+    loader: LoaderConfig,
+    device: &B::Device,
+) -> Result<Validation, YoloError> {
+    let category_id = |class: usize| match &index.category_ids {
+        Some(ids) => ids.get(class).map_or(class as i64, |&id| id as i64),
+        None => class as i64,
+    };
+    let loader = Loader::new(index, loader)?;
+    let mut detections = Vec::new();
+    for batch in loader.epoch(0) {
+        let batch = batch?;
+        for (image, found) in detector
+            .detect_batch(&batch, device)
+            .into_iter()
+            .enumerate()
+        {
+            let image_id = batch.ids[image] as i64;
+            detections.extend(found.into_iter().map(|d| {
+                let [x1, y1, x2, y2] = d.xyxy.map(f64::from);
+                DetectionBox {
+                    image_id,
+                    category_id: category_id(d.class),
+                    bbox_xywh: [x1, y1, x2 - x1, y2 - y1].map(|v| round(v, 3)),
+                    score: round(f64::from(d.conf), 5),
+                }
+            }));
+        }
+    }
+    let evaluation = coco::evaluate(gt, &detections);
+    let rows = class_rows(index, &evaluation);
+    Ok(Validation {
+        detections,
+        evaluation,
+        rows,
+    })
+}
+
+/// Ultralytics rounds results-file boxes to 3 decimals and scores to 5.
+fn round(v: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (v * scale).round() / scale
+}
+
+fn class_rows(index: &Index, evaluation: &CocoEvaluation) -> Vec<ClassRow> {
+    let nc = index.names.len();
+    let mut images = vec![0usize; nc];
+    let mut instances = vec![0usize; nc];
+    for image in &index.images {
+        let mut seen = vec![false; nc];
+        for b in image.boxes.iter().filter(|b| !b.crowd) {
+            if let Some(n) = instances.get_mut(b.class as usize) {
+                *n += 1;
+                seen[b.class as usize] = true;
+            }
+        }
+        images
+            .iter_mut()
+            .zip(seen)
+            .for_each(|(n, s)| *n += usize::from(s));
+    }
+    let prf = &evaluation.best_f1;
+    // Category k of the evaluation is class k: both are sorted by category id, which is monotone in the class.
+    let ap50 = |k: usize| {
+        let values: Vec<f64> = (0..NUM_RECALL_THRESHOLDS)
+            .map(|r| evaluation.precision_at(0, r, k, 0, 2))
+            .filter(|&p| p > -1.0)
+            .collect();
+        if values.is_empty() {
+            -1.0
+        } else {
+            values.iter().sum::<f64>() / values.len() as f64
+        }
+    };
+    let mut rows = vec![ClassRow {
+        name: "all".into(),
+        images: index.images.len(),
+        instances: instances.iter().sum(),
+        precision: prf.precision,
+        recall: prf.recall,
+        map50: evaluation.stats.0[1],
+        map50_95: evaluation.stats.0[0],
+    }];
+    for k in (0..nc.min(evaluation.num_categories())).filter(|&k| instances[k] > 0) {
+        let id = evaluation.categories[k].id;
+        let class_prf = prf.per_class.iter().find(|c| c.category_id == id);
+        rows.push(ClassRow {
+            name: index.names[k].clone(),
+            images: images[k],
+            instances: instances[k],
+            precision: class_prf.map_or(0.0, |c| c.precision),
+            recall: class_prf.map_or(0.0, |c| c.recall),
+            map50: ap50(k),
+            map50_95: evaluation.per_category_ap[k],
+        });
+    }
+    rows
+}
+
+/// Ultralytics' validation table.
+pub struct ClassTable<'a>(pub &'a [ClassRow]);
+
+impl fmt::Display for ClassTable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:>22}{:>11}{:>11}{:>11}{:>11}{:>11}{:>11}",
+            "Class", "Images", "Instances", "Box(P", "R", "mAP50", "mAP50-95)"
+        )?;
+        for row in self.0 {
+            writeln!(
+                f,
+                "{:>22}{:>11}{:>11}{:>11.3}{:>11.3}{:>11.3}{:>11.3}",
+                row.name,
+                row.images,
+                row.instances,
+                row.precision,
+                row.recall,
+                row.map50,
+                row.map50_95
+            )?;
+        }
+        Ok(())
+    }
+}
