@@ -12,5 +12,6 @@ pub mod error;
 pub mod eval;
 pub mod loss;
 pub mod model;
+pub mod train;
 
 pub use error::YoloError;

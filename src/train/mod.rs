@@ -1,0 +1,6 @@
+//! Training: Ultralytics' recipe on Burn. The optimizer step over three parameter groups ([`optim`]), the
+//! warmup and decay schedule ([`schedule`]), the EMA of the weights ([`ema`]).
+
+pub mod ema;
+pub mod optim;
+pub mod schedule;
