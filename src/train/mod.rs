@@ -1,6 +1,8 @@
 //! Training: Ultralytics' recipe on Burn. The optimizer step over three parameter groups ([`optim`]), the
 //! warmup and decay schedule ([`schedule`]), the EMA of the weights ([`ema`]).
 
+pub mod checkpoint;
 pub mod ema;
 pub mod optim;
+pub mod results;
 pub mod schedule;
