@@ -31,7 +31,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Train a detector (not implemented yet: the trainer issue).
+    /// Train a detector: writes <project>/<name>/ (args.toml, results.csv, results.png, weights/{last,best}).
     Train(TrainArgs),
     /// Evaluate COCO results against COCO ground truth (`--gt`, `--predictions`), as pycocotools does; evaluating
     /// a checkpoint is not implemented yet.
@@ -179,10 +179,7 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Train(args) => {
-            args.config.load()?;
-            not_yet("train", "the trainer issue")
-        }
+        Command::Train(args) => train(&args),
         Command::Val(args) => val(&args),
         Command::Predict(args) => {
             args.load()?;
@@ -198,6 +195,40 @@ fn run(cli: Cli) -> Result<()> {
         Command::Info(args) => info(&args),
         Command::Bench(args) => bench(&args),
     }
+}
+
+/// `train`: a new run from `--config`, or `--resume` from a checkpoint (whose stored config, with `--set` on top,
+/// replaces `--config`).
+fn train(args: &TrainArgs) -> Result<()> {
+    let (mut config, resume) = match &args.resume {
+        Some(path) => {
+            let (config, paths, checkpoint) =
+                yolo_burn::train::read_resume(path, &args.config.overrides)
+                    .with_context(|| format!("--resume {}", path.display()))?;
+            (config, Some((paths, checkpoint)))
+        }
+        None => (args.config.load()?, None),
+    };
+    if let Some(name) = &args.name {
+        config.train.name = name.clone();
+    }
+    if args.exist_ok {
+        config.train.exist_ok = true;
+    }
+    let choice: BackendChoice = config
+        .train
+        .device
+        .parse()
+        .map_err(anyhow::Error::msg)
+        .context("train.device")?;
+    let request = yolo_burn::train::TrainRequest {
+        config,
+        resume,
+        quiet: args.quiet,
+        stop_after_epochs: None,
+    };
+    backend::dispatch(choice, yolo_burn::train::TrainJob(request))??;
+    Ok(())
 }
 
 fn not_yet(command: &str, issue: &str) -> Result<()> {

@@ -18,6 +18,7 @@
 //!   section   "model": the training model (not the EMA) as Ultralytics-layout safetensors bytes
 //!   section   "ema": the EMA model, same layout
 //!   section   "optimizer": every slot's first then second moment, f32 little-endian, in header slot order
+//!   section   "pending": gradients accumulated since the last step (accumulation spans epoch ends), same way
 //!   ```
 //!
 //! Every file is written to a temporary sibling, fsynced and renamed (`model::weights::write_atomic`), so a
@@ -107,7 +108,58 @@ struct CheckpointHeader {
     state: TrainState,
     optimizer_method: Method,
     slots: Vec<SlotEntry>,
+    pending: Vec<SlotEntry>,
     sections: Vec<SectionEntry>,
+}
+
+/// Slot floats in one buffer and their entries.
+fn pack(slots: &[SlotRecord]) -> (Vec<SlotEntry>, Vec<u8>) {
+    let mut bytes = Vec::new();
+    let mut entries = Vec::with_capacity(slots.len());
+    for slot in slots {
+        for v in [&slot.first, &slot.second].into_iter().flatten() {
+            bytes.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+        }
+        entries.push(SlotEntry {
+            path: slot.path.clone(),
+            step: slot.step,
+            first: slot.first.as_ref().map(|v| v.len() as u64),
+            second: slot.second.as_ref().map(|v| v.len() as u64),
+        });
+    }
+    (entries, bytes)
+}
+
+/// The inverse of [`pack`].
+fn unpack(entries: &[SlotEntry], bytes: &[u8]) -> Option<Vec<SlotRecord>> {
+    let floats: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let mut at = 0usize;
+    let mut take = |n: Option<u64>| -> Option<Option<Vec<f32>>> {
+        match n {
+            None => Some(None),
+            Some(n) => {
+                let end = at.checked_add(n as usize)?;
+                let v = floats.get(at..end)?.to_vec();
+                at = end;
+                Some(Some(v))
+            }
+        }
+    };
+    let mut slots = Vec::with_capacity(entries.len());
+    for e in entries {
+        let first = take(e.first)?;
+        let second = take(e.second)?;
+        slots.push(SlotRecord {
+            path: e.path.clone(),
+            step: e.step,
+            first,
+            second,
+        });
+    }
+    Some(slots)
 }
 
 /// A whole `.state` file in memory.
@@ -119,6 +171,9 @@ pub struct Checkpoint {
     /// The EMA model, same layout.
     pub ema: Vec<u8>,
     pub optimizer: OptimizerRecord,
+    /// Gradients summed since the last optimizer step (accumulation spans epoch ends), by parameter path in
+    /// `first`; without them a resumed run would step differently.
+    pub pending_grads: Vec<SlotRecord>,
 }
 
 /// FNV-1a 64: cheap, and enough to tell a damaged file from a good one.
@@ -134,25 +189,15 @@ fn fnv64(bytes: &[u8]) -> u64 {
 impl Checkpoint {
     /// The file's bytes (see the module doc).
     pub fn to_bytes(&self) -> Result<Vec<u8>, YoloError> {
-        let mut optimizer = Vec::new();
-        let mut slots = Vec::with_capacity(self.optimizer.slots.len());
-        for slot in &self.optimizer.slots {
-            for v in [&slot.first, &slot.second].into_iter().flatten() {
-                optimizer.extend(v.iter().flat_map(|x| x.to_le_bytes()));
-            }
-            slots.push(SlotEntry {
-                path: slot.path.clone(),
-                step: slot.step,
-                first: slot.first.as_ref().map(|v| v.len() as u64),
-                second: slot.second.as_ref().map(|v| v.len() as u64),
-            });
-        }
+        let (slots, optimizer) = pack(&self.optimizer.slots);
+        let (pending, pending_bytes) = pack(&self.pending_grads);
         let mut sections = Vec::new();
         let mut offset = 0u64;
         for (name, bytes) in [
             ("model", &self.model),
             ("ema", &self.ema),
             ("optimizer", &optimizer),
+            ("pending", &pending_bytes),
         ] {
             sections.push(SectionEntry {
                 name: name.into(),
@@ -167,6 +212,7 @@ impl Checkpoint {
             state: self.state.clone(),
             optimizer_method: self.optimizer.method,
             slots,
+            pending,
             sections,
         };
         let header = postcard::to_stdvec(&header).map_err(|e| YoloError::Safetensors {
@@ -180,6 +226,7 @@ impl Checkpoint {
         out.extend_from_slice(&self.model);
         out.extend_from_slice(&self.ema);
         out.extend_from_slice(&optimizer);
+        out.extend_from_slice(&pending_bytes);
         Ok(out)
     }
 
@@ -226,36 +273,10 @@ impl Checkpoint {
         };
         let model = section("model")?.to_vec();
         let ema = section("ema")?.to_vec();
-        let floats: Vec<f32> = section("optimizer")?
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        let mut at = 0usize;
-        let mut take = |n: Option<u64>| -> Result<Option<Vec<f32>>, YoloError> {
-            match n {
-                None => Ok(None),
-                Some(n) => {
-                    let end = at + n as usize;
-                    let v = floats
-                        .get(at..end)
-                        .ok_or_else(|| bad("optimizer slots overrun their section".into()))?
-                        .to_vec();
-                    at = end;
-                    Ok(Some(v))
-                }
-            }
-        };
-        let mut slots = Vec::with_capacity(header.slots.len());
-        for s in &header.slots {
-            let first = take(s.first)?;
-            let second = take(s.second)?;
-            slots.push(SlotRecord {
-                path: s.path.clone(),
-                step: s.step,
-                first,
-                second,
-            });
-        }
+        let slots = unpack(&header.slots, section("optimizer")?)
+            .ok_or_else(|| bad("optimizer slots overrun their section".into()))?;
+        let pending_grads = unpack(&header.pending, section("pending")?)
+            .ok_or_else(|| bad("pending gradients overrun their section".into()))?;
         Ok(Self {
             state: header.state,
             model,
@@ -264,6 +285,7 @@ impl Checkpoint {
                 method: header.optimizer_method,
                 slots,
             },
+            pending_grads,
         })
     }
 
@@ -376,6 +398,12 @@ mod tests {
                     },
                 ],
             },
+            pending_grads: vec![SlotRecord {
+                path: "a.weight".into(),
+                step: 0,
+                first: Some(vec![0.25]),
+                second: None,
+            }],
         }
     }
 

@@ -6,3 +6,8 @@ pub mod ema;
 pub mod optim;
 pub mod results;
 pub mod schedule;
+pub mod source;
+pub mod trainer;
+pub mod validate;
+
+pub use trainer::{read_resume, train, TrainJob, TrainRequest, TrainSummary};

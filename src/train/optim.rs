@@ -423,6 +423,87 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for StepMapper<'_, AB> {
     }
 }
 
+/// Takes the gradients out of `grads` as records by parameter path (in `first`), to save them.
+pub fn grads_to_records<AB, M>(module: &M, grads: &mut GradientsParams) -> Vec<SlotRecord>
+where
+    AB: AutodiffBackend,
+    M: AutodiffModule<AB>,
+{
+    let mut collector = GradCollector::<AB> {
+        grads,
+        path: Vec::new(),
+        found: Vec::new(),
+        _backend: std::marker::PhantomData,
+    };
+    module.visit(&mut collector);
+    let mut records: Vec<SlotRecord> = collector
+        .found
+        .into_iter()
+        .map(|g| SlotRecord {
+            path: g.path,
+            step: 0,
+            first: Some(
+                g.grad
+                    .into_data()
+                    .convert::<f32>()
+                    .to_vec::<f32>()
+                    .unwrap_or_default(),
+            ),
+            second: None,
+        })
+        .collect();
+    records.sort_by(|a, b| a.path.cmp(&b.path));
+    records
+}
+
+/// The inverse of [`grads_to_records`] for `module`'s parameter ids.
+pub fn grads_from_records<AB, M>(
+    module: &M,
+    records: Vec<SlotRecord>,
+    device: &AB::Device,
+) -> GradientsParams
+where
+    AB: AutodiffBackend,
+    M: AutodiffModule<AB>,
+{
+    struct Restore<'a, AB: AutodiffBackend> {
+        by_path: HashMap<String, Vec<f32>>,
+        path: Vec<String>,
+        out: GradientsParams,
+        device: &'a AB::Device,
+    }
+    impl<AB: AutodiffBackend> ModuleVisitor<AB> for Restore<'_, AB> {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AB, D>>) {
+            if let Some(values) = self.by_path.remove(&self.path.join(".")) {
+                let shape = param.shape();
+                let grad = Tensor::<AB::InnerBackend, 1>::from_data(
+                    TensorData::new(values, [shape.num_elements()]),
+                    self.device,
+                )
+                .reshape(shape);
+                self.out.register::<AB::InnerBackend, D>(param.id, grad);
+            }
+        }
+    }
+    let mut restore = Restore::<AB> {
+        by_path: records
+            .into_iter()
+            .filter_map(|r| r.first.map(|f| (r.path, f)))
+            .collect(),
+        path: Vec::new(),
+        out: GradientsParams::new(),
+        device,
+    };
+    module.visit(&mut restore);
+    restore.out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
