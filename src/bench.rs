@@ -1,6 +1,8 @@
 //! `yolo-burn bench`: forward and forward+backward throughput of a model on a backend. Timings belong here
 //! and in docs/benchmarks.md, never in tests.
 
+pub mod loader;
+
 use std::time::Instant;
 
 use burn::module::AutodiffModule;

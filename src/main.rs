@@ -8,8 +8,11 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use yolo_burn::backend::{self, BackendChoice};
+use yolo_burn::bench::loader::LoaderBench;
 use yolo_burn::bench::ModelBench;
 use yolo_burn::config::{Arch, Config, ScaleName};
+use yolo_burn::data::loader::{Loader, LoaderConfig};
+use yolo_burn::data::preview::render_batch;
 use yolo_burn::data::summary::Summary;
 use yolo_burn::data::{read_index, SplitName};
 use yolo_burn::eval::coco::{self, read_detections, CocoGroundTruth};
@@ -40,12 +43,42 @@ enum Command {
     Predict(ConfigArgs),
     /// Export a checkpoint to ONNX for TensorRT / DeepStream (not implemented yet).
     Export(ConfigArgs),
-    /// Dataset tools: `data check` validates a dataset and prints its summary.
-    Data(DataArgs),
     /// Print the model summary: layers, parameters and GFLOPs at the configured imgsz.
     Info(InfoArgs),
-    /// Time forward and forward+backward of a model on a backend (see docs/benchmarks.md).
+    /// Time forward and forward+backward of a model on a backend, or the data loader (`bench loader`); see
+    /// docs/benchmarks.md.
     Bench(BenchArgs),
+    /// Dataset tools: `data check` validates a dataset and prints its summary; `data preview` draws an
+    /// augmented training batch.
+    Data(DataArgs),
+}
+
+#[derive(Args, Debug)]
+struct DataArgs {
+    #[command(subcommand)]
+    command: DataCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum DataCommand {
+    /// Read every split of a dataset, validate images and labels, and print images, boxes, per-class counts
+    /// and problems (each named by file and line). Exits 0 unless `data.strict = true` and a problem exists.
+    Check(DataCheckArgs),
+    /// Write the first augmented training batch as a grid with boxes and class names, like Ultralytics'
+    /// train_batch0.jpg.
+    Preview(PreviewArgs),
+}
+
+#[derive(Args, Debug)]
+struct PreviewArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Output image (JPEG or PNG, by extension).
+    #[arg(long, default_value = "train_batch0.jpg")]
+    out: PathBuf,
+    /// Epoch whose first batch is drawn (0-based; the last `train.close_mosaic` epochs show no mosaic).
+    #[arg(long, default_value_t = 0)]
+    epoch: usize,
 }
 
 /// The config file and its overrides, shared by every subcommand.
@@ -99,19 +132,6 @@ struct ValArgs {
 }
 
 #[derive(Args, Debug)]
-struct DataArgs {
-    #[command(subcommand)]
-    command: DataCommand,
-}
-
-#[derive(Subcommand, Debug)]
-enum DataCommand {
-    /// Read every split of a dataset, validate images and labels, and print images, boxes, per-class counts
-    /// and problems (each named by file and line). Exits 0 unless `data.strict = true` and a problem exists.
-    Check(DataCheckArgs),
-}
-
-#[derive(Args, Debug)]
 struct DataCheckArgs {
     #[command(flatten)]
     config: ConfigArgs,
@@ -130,7 +150,11 @@ struct InfoArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 struct BenchArgs {
+    /// What to time instead of the model.
+    #[command(subcommand)]
+    what: Option<BenchCommand>,
     /// Model family.
     #[arg(long, default_value = "yolov8")]
     arch: Arch,
@@ -152,6 +176,34 @@ struct BenchArgs {
     /// Backend: cpu (burn-flex), ndarray (feature `ndarray`), cuda[:N] (feature `cuda`).
     #[arg(long, default_value = "cpu")]
     backend: String,
+    /// Print one JSON line instead of a sentence.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Training-loader images/s with mosaic and the default augmentations, on a YOLO-txt image folder.
+    Loader(LoaderBenchArgs),
+}
+
+#[derive(Args, Debug)]
+struct LoaderBenchArgs {
+    /// Dataset whose train split is loaded, e.g. ../shared/datasets/coco128/coco128.yaml.
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long, default_value_t = 640)]
+    imgsz: usize,
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Untimed epochs first.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Timed epochs.
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
     /// Print one JSON line instead of a sentence.
     #[arg(long)]
     json: bool,
@@ -189,11 +241,15 @@ fn run(cli: Cli) -> Result<()> {
             args.load()?;
             not_yet("export", "the export issue")
         }
+        Command::Info(args) => info(&args),
+        Command::Bench(args) => match &args.what {
+            Some(BenchCommand::Loader(loader)) => bench_loader(loader),
+            None => bench(&args),
+        },
         Command::Data(args) => match args.command {
             DataCommand::Check(args) => data_check(&args),
+            DataCommand::Preview(preview) => data_preview(&preview),
         },
-        Command::Info(args) => info(&args),
-        Command::Bench(args) => bench(&args),
     }
 }
 
@@ -228,6 +284,59 @@ fn train(args: &TrainArgs) -> Result<()> {
         stop_after_epochs: None,
     };
     backend::dispatch(choice, yolo_burn::train::TrainJob(request))??;
+    Ok(())
+}
+
+/// `data preview`: the first batch of an epoch of the training loader, drawn.
+fn data_preview(args: &PreviewArgs) -> Result<()> {
+    let config = args.config.load()?;
+    let index = read_index(
+        &config.data.dataset,
+        config.data.images.as_deref(),
+        SplitName::Train,
+    )?;
+    let loader = Loader::new(&index, LoaderConfig::train(&config)?)?;
+    let batch = loader
+        .epoch(args.epoch)
+        .next()
+        .context("the training split has no batch")??;
+    let grid = render_batch(&batch, &index.names);
+    grid.save(&args.out)
+        .with_context(|| format!("--out {}", args.out.display()))?;
+    println!(
+        "{}: {} images, {} boxes, epoch {}",
+        args.out.display(),
+        batch.len(),
+        batch.targets.len(),
+        args.epoch
+    );
+    Ok(())
+}
+
+/// `bench loader`: images/s of the training loader.
+fn bench_loader(args: &LoaderBenchArgs) -> Result<()> {
+    let job = LoaderBench {
+        dataset: args.data.clone(),
+        imgsz: args.imgsz,
+        batch: args.batch.max(1),
+        workers: args.workers.max(1),
+        warmup_epochs: args.warmup,
+        epochs: args.epochs.max(1),
+    };
+    let result = job.run()?;
+    if args.json {
+        println!("{}", serde_json::to_string(&result)?);
+    } else {
+        println!(
+            "loader imgsz {} batch {} workers {}: {} images in {:.2} s, {:.1} images/s",
+            result.imgsz,
+            result.batch,
+            result.workers,
+            result.images,
+            result.seconds,
+            result.images_per_s
+        );
+    }
     Ok(())
 }
 
@@ -266,8 +375,17 @@ fn data_check(args: &DataCheckArgs) -> Result<()> {
     let dataset = args.data.clone().unwrap_or(config.data.dataset.clone());
     let mut first_error = None;
     let mut read_any = false;
-    for split in [SplitName::Train, SplitName::Val, SplitName::Test] {
-        let index = match read_index(&dataset, split) {
+    // An instances JSON is a single split; a descriptor names up to three.
+    let is_json = dataset
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let splits: &[SplitName] = if is_json {
+        &[SplitName::Train]
+    } else {
+        &[SplitName::Train, SplitName::Val, SplitName::Test]
+    };
+    for &split in splits {
+        let index = match read_index(&dataset, config.data.images.as_deref(), split) {
             Ok(index) => index,
             // A descriptor without this split: say nothing unless no split reads at all.
             Err(YoloError::Dataset { detail, .. }) if detail.contains("has no `") => continue,
@@ -278,7 +396,7 @@ fn data_check(args: &DataCheckArgs) -> Result<()> {
             out,
             "{}",
             Summary {
-                split: split.key(),
+                split: if is_json { "instances" } else { split.key() },
                 index: &index
             }
         )?;

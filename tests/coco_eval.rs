@@ -223,7 +223,7 @@ fn dataset_index_as_ground_truth_scores_perfect_detections_as_one() {
     use yolo_burn::eval::coco::{evaluate, CocoGroundTruth, DetectionBox};
     let yaml = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/datasets/coco128/coco128.yaml");
-    let index = read_index(&yaml, SplitName::Train).expect("coco128");
+    let index = read_index(&yaml, None, SplitName::Train).expect("coco128");
     let gt = CocoGroundTruth::from_index(&index);
     assert_eq!(gt.image_ids.len(), 128);
     assert_eq!(gt.annotations.len(), 929);

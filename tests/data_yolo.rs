@@ -14,7 +14,7 @@ fn shared(path: &str) -> PathBuf {
 #[test]
 fn coco128_train_has_128_images_and_929_boxes() {
     let index =
-        read_index(&shared("coco128/coco128.yaml"), SplitName::Train).expect("read coco128");
+        read_index(&shared("coco128/coco128.yaml"), None, SplitName::Train).expect("read coco128");
     assert_eq!(index.images.len(), 128);
     assert_eq!(index.train_boxes(), 929);
     assert!(index.problems.is_empty(), "{:?}", index.problems.items);
@@ -29,8 +29,12 @@ fn coco128_train_has_128_images_and_929_boxes() {
 
 #[test]
 fn coco128_heldout_val_has_128_images_and_898_boxes() {
-    let index =
-        read_index(&shared("coco128/coco128-heldout.yaml"), SplitName::Val).expect("read heldout");
+    let index = read_index(
+        &shared("coco128/coco128-heldout.yaml"),
+        None,
+        SplitName::Val,
+    )
+    .expect("read heldout");
     assert_eq!(index.images.len(), 128);
     assert_eq!(index.train_boxes(), 898);
 }
@@ -40,7 +44,7 @@ fn grayscale_jpeg_loads_as_rgb() {
     let path = shared("coco128/images/train2017/000000000086.jpg");
     let image = load_rgb(&path).expect("grayscale image decodes");
     assert!(image.width() > 0 && image.height() > 0);
-    let index = read_index(&shared("coco128/coco128.yaml"), SplitName::Train).expect("read");
+    let index = read_index(&shared("coco128/coco128.yaml"), None, SplitName::Train).expect("read");
     let record = index
         .images
         .iter()
@@ -85,7 +89,8 @@ fn corrupt_dataset() -> (tempfile::TempDir, PathBuf) {
 #[test]
 fn corrupt_inputs_are_counted_and_named() {
     let (_dir, yaml) = corrupt_dataset();
-    let index = read_index(&yaml, SplitName::Train).expect("a dataset with bad items still reads");
+    let index =
+        read_index(&yaml, None, SplitName::Train).expect("a dataset with bad items still reads");
     // good.jpg is listed twice (folder and list file); each copy keeps its one good box.
     assert_eq!(index.images.len(), 2);
     assert_eq!(index.train_boxes(), 2);
@@ -130,15 +135,15 @@ fn corrupt_inputs_are_counted_and_named() {
 
 #[test]
 fn missing_descriptor_and_split_are_clean_errors() {
-    let err =
-        read_index(Path::new("/nonexistent/data.yaml"), SplitName::Train).expect_err("missing");
+    let err = read_index(Path::new("/nonexistent/data.yaml"), None, SplitName::Train)
+        .expect_err("missing");
     assert!(err.to_string().contains("/nonexistent/data.yaml"), "{err}");
     let dir = tempfile::tempdir().expect("tempdir");
     let yaml = dir.path().join("d.yaml");
     std::fs::write(&yaml, "train: images/train\nnames: [a]\n").expect("write");
-    let err = read_index(&yaml, SplitName::Val).expect_err("no val split");
+    let err = read_index(&yaml, None, SplitName::Val).expect_err("no val split");
     assert!(err.to_string().contains("`val`"), "{err}");
-    let err = read_index(&yaml, SplitName::Train).expect_err("no images folder");
+    let err = read_index(&yaml, None, SplitName::Train).expect_err("no images folder");
     assert!(err.to_string().contains("images/train"), "{err}");
 }
 
@@ -148,7 +153,7 @@ fn embedded_default_dataset_is_drawn_on_first_use() {
     let dir = tempfile::tempdir().expect("tempdir");
     // As when the binary runs outside the repository: the descriptor itself is written from the embedded copy.
     let descriptor = dir.path().join("datasets/shapes.toml");
-    let train = read_index(&descriptor, SplitName::Train).expect("draw and read shapes");
+    let train = read_index(&descriptor, None, SplitName::Train).expect("draw and read shapes");
     assert!(descriptor.exists());
     assert_eq!(train.images.len(), shapes::TRAIN_IMAGES);
     assert_eq!(train.names, shapes::NAMES);
@@ -162,14 +167,14 @@ fn embedded_default_dataset_is_drawn_on_first_use() {
         "{:?}",
         train.class_counts()
     );
-    let val = read_index(&descriptor, SplitName::Val).expect("read val");
+    let val = read_index(&descriptor, None, SplitName::Val).expect("read val");
     assert_eq!(val.images.len(), shapes::VAL_IMAGES);
     // Drawn once: a second read reuses the files.
     let marker = dir.path().join("datasets/shapes/.complete");
     let before = std::fs::metadata(&marker)
         .and_then(|m| m.modified())
         .expect("marker");
-    read_index(&descriptor, SplitName::Train).expect("reread");
+    read_index(&descriptor, None, SplitName::Train).expect("reread");
     assert_eq!(
         std::fs::metadata(&marker)
             .and_then(|m| m.modified())
@@ -194,10 +199,10 @@ fn index_cache_is_reused_and_rebuilt_when_a_label_changes() {
     let yaml = dir.path().join("d.yaml");
     std::fs::write(&yaml, "train: images/train\nnames: [a, b]\n").expect("yaml");
 
-    let first = read_index(&yaml, SplitName::Train).expect("read");
+    let first = read_index(&yaml, None, SplitName::Train).expect("read");
     let cache = dir.path().join("labels/train.yolo-burn-cache");
     assert!(cache.exists(), "cache beside the labels");
-    let again = read_index(&yaml, SplitName::Train).expect("reread");
+    let again = read_index(&yaml, None, SplitName::Train).expect("reread");
     assert_eq!(again, first);
 
     // A changed label (different size) invalidates the cache.
@@ -206,7 +211,7 @@ fn index_cache_is_reused_and_rebuilt_when_a_label_changes() {
         "1 0.5 0.5 0.25 0.25\n0 0.2 0.2 0.1 0.1\n",
     )
     .expect("label");
-    let changed = read_index(&yaml, SplitName::Train).expect("reread after change");
+    let changed = read_index(&yaml, None, SplitName::Train).expect("reread after change");
     assert_eq!(changed.train_boxes(), 4);
     assert_ne!(changed, first);
 }

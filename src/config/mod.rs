@@ -206,6 +206,7 @@ mod tests {
         let mut config = Config::default();
         config.model.nc = Some(3);
         config.model.weights = Some(PathBuf::from("w.safetensors"));
+        config.data.images = Some(PathBuf::from("images"));
         config.eval.conf = Some(0.5);
         config.export.imgsz = Some(320);
         for (config, with_optional) in [(Config::default(), false), (config, true)] {

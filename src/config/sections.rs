@@ -54,6 +54,10 @@ pub struct DataSection {
     /// `.json`. Relative paths resolve against the current working directory, as Ultralytics' `data=`.
     /// Default: `datasets/shapes.toml`, the small dataset embedded in the binary (not in default.yaml).
     pub dataset: PathBuf,
+    /// Image folder of a COCO / Objects365 instances `.json` dataset (their `file_name`s are relative to it).
+    /// `None`: the format's usual place beside the JSON (`images/<split>`, `../images/<split>`, …).
+    /// Ignored for `.yaml`/`.toml` datasets, whose descriptor says where images are.
+    pub images: Option<PathBuf>,
     /// `true`: any unreadable image or malformed label line is an error. `false` (Ultralytics' behaviour):
     /// the image is skipped with a warning and counted in the dataset summary. Not in default.yaml.
     pub strict: bool,
@@ -68,6 +72,7 @@ impl Default for DataSection {
     fn default() -> Self {
         Self {
             dataset: PathBuf::from("datasets/shapes.toml"),
+            images: None,
             strict: false,
             cache: CacheMode::None,
             fraction: 1.0,
@@ -78,6 +83,11 @@ impl Default for DataSection {
 impl DataSection {
     pub(crate) const KEYS: &'static [KeySpec] = &[
         KeySpec::new("dataset", Kind::Path),
+        KeySpec::optional(
+            "images",
+            Kind::Path,
+            "the format's usual folder beside the JSON",
+        ),
         KeySpec::new("strict", Kind::Bool),
         KeySpec::new(
             "cache",

@@ -1,6 +1,7 @@
 //! Decoding images as Ultralytics does: EXIF orientation applied, grayscale / CMYK / 16-bit / alpha all turned
 //! into 8-bit RGB.
 
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
@@ -14,6 +15,10 @@ pub enum ImageError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Decode(#[from] image::ImageError),
+    /// The decoder fills a truncated JPEG scan with grey and succeeds; Ultralytics' `verify_image_label` checks
+    /// the end marker, and so do we.
+    #[error("JPEG has no end-of-image marker (truncated)")]
+    TruncatedJpeg,
 }
 
 impl ImageError {
@@ -46,5 +51,42 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage, ImageError> {
 /// read, and the result is cached in the index file.
 pub fn verified_size(path: &Path) -> Result<[u32; 2], ImageError> {
     let image = load_rgb(path)?;
+    if !jpeg_is_complete(path)? {
+        return Err(ImageError::TruncatedJpeg);
+    }
     Ok([image.width(), image.height()])
+}
+
+/// For a JPEG (starts with FF D8), whether it ends with the EOI marker FF D9, ignoring trailing zero padding
+/// that some cameras write. Other formats are complete as far as this check goes.
+fn jpeg_is_complete(path: &Path) -> std::io::Result<bool> {
+    let mut file = std::fs::File::open(path)?;
+    let mut head = [0u8; 2];
+    if file.read(&mut head)? < 2 || head != [0xFF, 0xD8] {
+        return Ok(true);
+    }
+    let len = file.seek(SeekFrom::End(0))?;
+    let tail_len = len.min(4096);
+    file.seek(SeekFrom::Start(len - tail_len))?;
+    let mut tail = Vec::with_capacity(tail_len as usize);
+    file.read_to_end(&mut tail)?;
+    let end = tail.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    Ok(tail[..end].ends_with(&[0xFF, 0xD9]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jpeg_is_complete_padding_ok_cut_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("x.jpg");
+        std::fs::write(&path, [0xFF, 0xD8, 1, 2, 0xFF, 0xD9, 0, 0]).expect("write");
+        assert!(jpeg_is_complete(&path).expect("reads"));
+        std::fs::write(&path, [0xFF, 0xD8, 1, 2, 0xFF]).expect("write");
+        assert!(!jpeg_is_complete(&path).expect("reads"));
+        std::fs::write(&path, b"GIF89a").expect("write");
+        assert!(jpeg_is_complete(&path).expect("reads"));
+    }
 }

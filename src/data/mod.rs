@@ -1,25 +1,42 @@
 //! Datasets: every format parses once into an [`Index`] (validated, with each skipped item named), images are
 //! augmented as `u8` pixels, and the loader collates batches.
 
+pub mod augment;
 pub mod cache;
+pub mod coco;
+pub mod coco_stream;
 pub mod descriptor;
 pub mod image;
 pub mod index;
+pub mod json;
+pub mod loader;
+pub mod objects365;
+pub mod objects365_names;
+pub mod preview;
 pub mod problems;
+pub mod rng;
 pub mod shapes;
 pub mod summary;
+pub mod verify;
 pub mod yolo_txt;
 
 pub use descriptor::{DatasetSpec, SplitName};
 pub use index::{BoxLabel, ImageRecord, Index};
+pub use json::{read_json_index, JsonFormat, JsonOptions};
 pub use problems::{Problem, ProblemKind, Problems};
 
 use std::path::Path;
 
 use crate::YoloError;
 
-/// Reads one split of the dataset named by `data.dataset`: a YOLO txt descriptor (`.yaml`, `.yml`, `.toml`).
-pub fn read_index(dataset: &Path, split: SplitName) -> Result<Index, YoloError> {
+/// Reads one split of the dataset named by `data.dataset`: a YOLO txt descriptor (`.yaml`, `.yml`, `.toml`),
+/// or a COCO / Objects365 instances `.json` (`images`: their folder, `data.images`; whose images are then decoded once to verify them; the verified
+/// index is cached like a YOLO split's).
+pub fn read_index(
+    dataset: &Path,
+    images: Option<&Path>,
+    split: SplitName,
+) -> Result<Index, YoloError> {
     let extension = dataset
         .extension()
         .and_then(|e| e.to_str())
@@ -46,6 +63,8 @@ pub fn read_index(dataset: &Path, split: SplitName) -> Result<Index, YoloError> 
             }
             yolo_txt::read_split(&spec, split)
         }
+        // A COCO / Objects365 instances file is one split, whichever is asked for.
+        "json" => json_split(dataset, images),
         _ => Err(YoloError::Dataset {
             path: dataset.into(),
             line: None,
@@ -67,4 +86,24 @@ fn write_shapes_descriptor(path: &Path) -> Result<(), YoloError> {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
     std::fs::write(path, shapes::DESCRIPTOR).map_err(io)
+}
+
+fn json_split(path: &Path, images: Option<&Path>) -> Result<Index, YoloError> {
+    let options = JsonOptions {
+        images_dir: images.map(Path::to_path_buf),
+        ..JsonOptions::default()
+    };
+    let mut index = read_json_index(path, &options)?;
+    let mut fingerprint = cache::Fingerprint::default();
+    fingerprint.add(path);
+    for image in &index.images {
+        fingerprint.add(&image.path);
+    }
+    let cache_path = path.with_extension("yolo-burn-cache");
+    if let Some(cached) = cache::load(&cache_path, &fingerprint) {
+        return Ok(cached);
+    }
+    verify::verify_images(&mut index);
+    cache::store(&cache_path, &fingerprint, &index);
+    Ok(index)
 }

@@ -27,10 +27,11 @@ use super::optim::{
 };
 use super::results::{read_rows, unique_run_dir, write_results, EpochRow, TrainLosses};
 use super::schedule::Schedule;
-use super::source::{BatchSource, LetterboxSource, SourceMode};
+use super::source::{LetterboxSource, SourceMode};
 use super::validate::{class_table, validate};
 use crate::backend::BackendJob;
 use crate::config::Config;
+use crate::data::loader::{Loader, LoaderConfig};
 use crate::data::{read_index, Index, SplitName};
 use crate::eval::nms::NmsConfig;
 use crate::loss::DetectionLossConfig;
@@ -125,9 +126,17 @@ fn setup(request: &TrainRequest) -> Result<Setup, YoloError> {
         &run_dir.join("args.toml"),
         config.to_toml_string().as_bytes(),
     )?;
-    let train_index = read_index(&config.data.dataset, SplitName::Train)?;
+    let train_index = read_index(
+        &config.data.dataset,
+        config.data.images.as_deref(),
+        SplitName::Train,
+    )?;
     train_index.check_strict(config.data.strict)?;
-    let val_index = read_index(&config.data.dataset, SplitName::Val)?;
+    let val_index = read_index(
+        &config.data.dataset,
+        config.data.images.as_deref(),
+        SplitName::Val,
+    )?;
     let mut train_index = train_index;
     if config.data.fraction < 1.0 {
         let keep =
@@ -162,17 +171,12 @@ pub fn train<B: AutodiffBackend>(
         .map_err(|e| YoloError::InvalidConfig(e.to_string()))?;
     let setup = setup(&request)?;
     let t = &config.train;
-    let train_source = LetterboxSource::new(
-        &setup.train_index,
-        t.imgsz,
-        t.batch,
-        SourceMode::Train {
-            seed: t.seed,
-            fliplr: config.augment.fliplr,
-        },
-    )?;
+    // Training batches come from data::loader (mosaic, HSV, perspective, flips; a pure function of
+    // (seed, epoch, index), with close_mosaic). Validation uses the square letterbox source, whose placements map
+    // predictions back to original pixels.
+    let train_loader = Loader::new(&setup.train_index, LoaderConfig::train(&config)?)?;
     let val_source = LetterboxSource::new(&setup.val_index, t.imgsz, t.batch, SourceMode::Val)?;
-    let nb = train_source.batches_per_epoch();
+    let nb = train_loader.len();
 
     let model_config = YoloConfig::new(config.model.arch, config.model.scale, setup.nc);
     B::seed(device, t.seed);
@@ -285,17 +289,18 @@ pub fn train<B: AutodiffBackend>(
         let mut counted = 0usize;
         let mut lr = [0f64; 3];
         let epoch_start = Instant::now();
-        for i in 0..nb {
+        for (i, batch) in train_loader.epoch(epoch).enumerate() {
+            let batch = batch?;
             let ni = epoch * nb + i;
             let plan = schedule.at(epoch, ni);
             lr = plan.hyper.map(|h| h.lr);
-            let batch = train_source.batch(epoch, i)?;
             let images = Tensor::<B, 4>::from_data(
                 TensorData::new(batch.images.clone(), batch.shape),
                 device,
             );
             let out = model.forward(images);
             let loss = loss_fn.forward(&out, &batch.loss_targets())?;
+            let batch_images = batch.len();
             let parts = [
                 loss.parts.box_loss.clone(),
                 loss.parts.cls_loss.clone(),
@@ -351,7 +356,7 @@ pub fn train<B: AutodiffBackend>(
                 sums[1] / n,
                 sums[2] / n,
                 batch.targets.len(),
-                ((i + 1) * t.batch) as f64 / elapsed
+                ((i + 1) * batch_images) as f64 / elapsed
             ));
             bar.inc(1);
         }

@@ -1,0 +1,245 @@
+//! Ultralytics' `RandomHSV`: random hue, saturation and value gains applied through 256-entry lookup tables in
+//! OpenCV's 8-bit HSV space (H in 0..180, S and V in 0..256), then converted back. The conversions reproduce
+//! OpenCV's `COLOR_BGR2HSV` (integer, 12-bit fixed-point divisions) and `COLOR_HSV2BGR` (float, rounded)
+//! exactly, so the same gains give the same pixels as Ultralytics' cv2 code.
+
+use image::RgbImage;
+
+use crate::data::rng::SampleRng;
+
+/// OpenCV's `hsv_shift`.
+const HSV_SHIFT: u32 = 12;
+
+/// The `sdiv_table` and `hdiv_table180` of OpenCV's `RGB2HSV_b`: fixed-point reciprocals.
+struct DivTables {
+    sdiv: [i32; 256],
+    hdiv: [i32; 256],
+}
+
+fn div_tables() -> &'static DivTables {
+    static TABLES: std::sync::OnceLock<DivTables> = std::sync::OnceLock::new();
+    TABLES.get_or_init(|| {
+        let mut sdiv = [0; 256];
+        let mut hdiv = [0; 256];
+        for i in 1..256 {
+            sdiv[i] = ((255 << HSV_SHIFT) as f64 / i as f64).round_ties_even() as i32;
+            hdiv[i] = ((180 << HSV_SHIFT) as f64 / (6.0 * i as f64)).round_ties_even() as i32;
+        }
+        DivTables { sdiv, hdiv }
+    })
+}
+
+/// OpenCV 8-bit RGB → HSV, H in 0..180.
+pub fn rgb_to_hsv(rgb: [u8; 3]) -> [u8; 3] {
+    rgb_to_hsv_with(div_tables(), rgb)
+}
+
+#[inline]
+fn rgb_to_hsv_with(t: &DivTables, rgb: [u8; 3]) -> [u8; 3] {
+    let [r, g, b] = rgb.map(i32::from);
+    let v = r.max(g).max(b);
+    let vmin = r.min(g).min(b);
+    let diff = v - vmin;
+    let vr = if v == r { -1 } else { 0 };
+    let vg = if v == g { -1 } else { 0 };
+    let round = 1 << (HSV_SHIFT - 1);
+    let s = (diff * t.sdiv[v as usize] + round) >> HSV_SHIFT;
+    let mut h = (vr & (g - b)) + (!vr & ((vg & (b - r + 2 * diff)) + (!vg & (r - g + 4 * diff))));
+    h = (h * t.hdiv[diff as usize] + round) >> HSV_SHIFT;
+    if h < 0 {
+        h += 180;
+    }
+    [h as u8, s as u8, v as u8]
+}
+
+/// OpenCV 8-bit HSV (H in 0..180) → RGB, as its vectorised `HSV2RGB_b` computes it: floats, `1 - s·h` fused
+/// (one rounding; emulated exactly in f64, since the product of two f32 is exact there), and the result
+/// truncated, not rounded. Checked against all 2^24 colours of cv2 5.0 (`hsv_all_colours_equal_opencv_table`).
+#[inline]
+pub fn hsv_to_rgb(hsv: [u8; 3]) -> [u8; 3] {
+    const SECTOR: [[usize; 3]; 6] = [
+        [1, 3, 0],
+        [1, 0, 2],
+        [3, 0, 1],
+        [0, 2, 1],
+        [0, 1, 3],
+        [2, 1, 0],
+    ];
+    let h = hsv[0] as f32 * (6.0f32 / 180.0);
+    let s = hsv[1] as f32 * (1.0f32 / 255.0);
+    let v = hsv[2] as f32 * (1.0f32 / 255.0);
+    let pre_sector = h.trunc();
+    let frac = h - pre_sector;
+    let sector = pre_sector - (pre_sector * (1.0f32 / 6.0)).trunc() * 6.0;
+    let one_minus = |x: f32| (1.0 - s as f64 * x as f64) as f32;
+    let tab = [
+        v,
+        v * one_minus(1.0),
+        v * one_minus(frac),
+        v * one_minus(1.0 - frac),
+    ];
+    let idx = SECTOR[(sector as usize).min(5)];
+    // idx is (b, g, r).
+    [tab[idx[2]], tab[idx[1]], tab[idx[0]]].map(|c| (c * 255.0).trunc().clamp(0.0, 255.0) as u8)
+}
+
+/// Hue, saturation and value gains of `[augment]` (`hsv_h`, `hsv_s`, `hsv_v`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HsvGains {
+    pub hue: f64,
+    pub saturation: f64,
+    pub value: f64,
+}
+
+/// The three lookup tables of one draw.
+#[derive(Debug, Clone)]
+pub struct HsvLut {
+    hue: [u8; 256],
+    saturation: [u8; 256],
+    value: [u8; 256],
+}
+
+impl HsvGains {
+    /// Whether any gain is non-zero (Ultralytics skips the conversion otherwise).
+    pub fn active(&self) -> bool {
+        self.hue != 0.0 || self.saturation != 0.0 || self.value != 0.0
+    }
+
+    /// `r = uniform(-1, 1, 3) * gains`, then Ultralytics' tables: hue `(x + r0·180) % 180`, saturation and
+    /// value `clip(x · (1 + r), 0, 255)`, truncated to `u8`, and saturation 0 kept at 0.
+    pub fn draw(&self, rng: &mut SampleRng) -> HsvLut {
+        let r = [
+            rng.uniform(-1.0, 1.0) * self.hue,
+            rng.uniform(-1.0, 1.0) * self.saturation,
+            rng.uniform(-1.0, 1.0) * self.value,
+        ];
+        HsvLut::from_gains(r)
+    }
+}
+
+impl HsvLut {
+    /// Tables for drawn gains `r = [hue, saturation, value]` (each in ±gain).
+    pub fn from_gains(r: [f64; 3]) -> Self {
+        let mut lut = Self {
+            hue: [0; 256],
+            saturation: [0; 256],
+            value: [0; 256],
+        };
+        for x in 0..256 {
+            let xf = x as f64;
+            lut.hue[x] = (xf + r[0] * 180.0).rem_euclid(180.0) as u8;
+            lut.saturation[x] = (xf * (r[1] + 1.0)).clamp(0.0, 255.0) as u8;
+            lut.value[x] = (xf * (r[2] + 1.0)).clamp(0.0, 255.0) as u8;
+        }
+        lut.saturation[0] = 0;
+        lut
+    }
+
+    /// Applies the tables to every pixel, in place: RGB → HSV → tables → RGB.
+    pub fn apply(&self, image: &mut RgbImage) {
+        // Many pixels repeat (grey padding, flat regions): remember the last one.
+        let tables = div_tables();
+        let mut last_in = [PAD_SENTINEL; 3];
+        let mut last_out = hsv_to_rgb(self.map(rgb_to_hsv_with(tables, last_in)));
+        for p in image.as_mut().chunks_exact_mut(3) {
+            let rgb = [p[0], p[1], p[2]];
+            if rgb != last_in {
+                last_in = rgb;
+                last_out = hsv_to_rgb(self.map(rgb_to_hsv_with(tables, rgb)));
+            }
+            p.copy_from_slice(&last_out);
+        }
+    }
+
+    fn map(&self, hsv: [u8; 3]) -> [u8; 3] {
+        [
+            self.hue[hsv[0] as usize],
+            self.saturation[hsv[1] as usize],
+            self.value[hsv[2] as usize],
+        ]
+    }
+}
+
+/// The first pixel to compare against; any value works.
+const PAD_SENTINEL: u8 = super::PAD_VALUE;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rgb_to_hsv_matches_opencv_samples() {
+        // cv2.cvtColor(np.uint8([[[b, g, r]]]), cv2.COLOR_BGR2HSV), OpenCV 5.0.
+        let cases: [([u8; 3], [u8; 3]); 6] = [
+            ([255, 0, 0], [0, 255, 255]),
+            ([0, 255, 0], [60, 255, 255]),
+            ([0, 0, 255], [120, 255, 255]),
+            ([114, 114, 114], [0, 0, 114]),
+            ([10, 200, 77], [71, 242, 200]),
+            ([200, 30, 120], [164, 217, 200]),
+        ];
+        for (rgb, hsv) in cases {
+            assert_eq!(rgb_to_hsv(rgb), hsv, "rgb {rgb:?}");
+        }
+    }
+
+    #[test]
+    fn hsv_round_trip_equals_opencv() {
+        // rgb -> cv2 BGR2HSV -> HSV2BGR -> rgb, OpenCV 5.0 on a wide image (its vectorised path; images
+        // narrower than one SIMD block take a scalar path that rounds instead of truncating). The round trip
+        // is lossy (H has 180 steps, the way back truncates) and ours must lose exactly the same.
+        let cases: [([u8; 3], [u8; 3]); 8] = [
+            ([37, 235, 140], [36, 235, 142]),
+            ([72, 255, 137], [71, 255, 139]),
+            ([203, 133, 79], [203, 132, 78]),
+            ([192, 144, 129], [192, 143, 128]),
+            ([204, 71, 237], [203, 70, 237]),
+            ([252, 134, 25], [252, 130, 24]),
+            ([178, 20, 254], [175, 19, 254]),
+            ([101, 146, 212], [100, 145, 212]),
+        ];
+        for (rgb, back) in cases {
+            assert_eq!(hsv_to_rgb(rgb_to_hsv(rgb)), back, "rgb {rgb:?}");
+        }
+    }
+
+    /// Every 8-bit colour against a table written by cv2 (`/tmp/hsv_ref.bin`: h, s, v, r, g, b per colour);
+    /// run by hand with `--ignored` after regenerating the table.
+    #[test]
+    #[ignore]
+    fn hsv_all_colours_equal_opencv_table() {
+        let table = std::fs::read("/tmp/hsv_ref.bin").expect("table");
+        let mut bad = 0;
+        for (i, row) in table.chunks_exact(6).enumerate() {
+            let rgb = [(i >> 16) as u8, (i >> 8) as u8, i as u8];
+            let hsv = rgb_to_hsv(rgb);
+            let back = hsv_to_rgb(hsv);
+            if hsv[..] != row[..3] || back[..] != row[3..] {
+                if bad < 5 {
+                    eprintln!("{rgb:?}: {hsv:?} {back:?} vs {:?}", row);
+                }
+                bad += 1;
+            }
+        }
+        assert_eq!(bad, 0);
+    }
+
+    #[test]
+    fn hsv_lut_zero_gains_is_identity_tables() {
+        let lut = HsvLut::from_gains([0.0, 0.0, 0.0]);
+        for x in 0..256 {
+            assert_eq!(lut.saturation[x] as usize, x);
+            assert_eq!(lut.value[x] as usize, x);
+        }
+        assert_eq!(lut.hue[179], 179);
+        assert_eq!(lut.hue[180], 0);
+    }
+
+    #[test]
+    fn hsv_lut_value_gain_brightens_grey() {
+        let lut = HsvLut::from_gains([0.0, 0.0, 0.5]);
+        let mut image = RgbImage::from_pixel(2, 2, image::Rgb([100, 100, 100]));
+        lut.apply(&mut image);
+        assert_eq!(image.get_pixel(1, 1).0, [150, 150, 150]);
+    }
+}

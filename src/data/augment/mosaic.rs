@@ -1,0 +1,128 @@
+//! The 4-image mosaic of Ultralytics' `Mosaic._mosaic4` (`Mosaic.get_params` with `n=4` in 8.4): four resized
+//! images meet at a random centre of a `2·imgsz` grey canvas; boxes are shifted, clipped to the canvas, and
+//! dropped when their area becomes zero.
+
+use image::RgbImage;
+
+use super::{LabelBox, Sample, PAD_VALUE};
+use crate::data::rng::SampleRng;
+
+/// Builds the mosaic of `tiles` (the sample's own image first, then three others) on a `2·imgsz` canvas.
+///
+/// The centre `(xc, yc)` is drawn uniformly in `[imgsz/2, 3·imgsz/2)` on each axis (Ultralytics' `border =
+/// -imgsz // 2`), `yc` first. Tile 0 ends at the centre (top-left), 1 starts there horizontally (top-right),
+/// 2 below-left, 3 below-right; each tile keeps the corner that touches the centre.
+///
+/// # Shapes
+/// Output image `[2·imgsz, 2·imgsz]`; boxes in canvas pixels.
+pub fn mosaic4(tiles: [&Sample; 4], imgsz: u32, rng: &mut SampleRng) -> Sample {
+    let s = imgsz as i64;
+    let half = s / 2;
+    let yc = rng.uniform(half as f64, (2 * s - half) as f64) as i64;
+    let xc = rng.uniform(half as f64, (2 * s - half) as f64) as i64;
+    let canvas_side = 2 * s;
+    let mut canvas = RgbImage::from_pixel(
+        canvas_side as u32,
+        canvas_side as u32,
+        image::Rgb([PAD_VALUE; 3]),
+    );
+    let mut boxes = Vec::new();
+    for (i, tile) in tiles.iter().enumerate() {
+        let (w, h) = (tile.image.width() as i64, tile.image.height() as i64);
+        // a: the region on the canvas; b: the same-size region of the tile.
+        let (a, b) = match i {
+            0 => {
+                let a = [(xc - w).max(0), (yc - h).max(0), xc, yc];
+                (a, [w - (a[2] - a[0]), h - (a[3] - a[1]), w, h])
+            }
+            1 => {
+                let a = [xc, (yc - h).max(0), (xc + w).min(canvas_side), yc];
+                (a, [0, h - (a[3] - a[1]), w.min(a[2] - a[0]), h])
+            }
+            2 => {
+                let a = [(xc - w).max(0), yc, xc, canvas_side.min(yc + h)];
+                (a, [w - (a[2] - a[0]), 0, w, (a[3] - a[1]).min(h)])
+            }
+            _ => {
+                let a = [xc, yc, (xc + w).min(canvas_side), canvas_side.min(yc + h)];
+                (a, [0, 0, w.min(a[2] - a[0]), (a[3] - a[1]).min(h)])
+            }
+        };
+        copy_region(&mut canvas, &tile.image, a, b);
+        let pad = [(a[0] - b[0]) as f32, (a[1] - b[1]) as f32];
+        let side = canvas_side as f32;
+        for bx in &tile.boxes {
+            let [x1, y1, x2, y2] = bx.xyxy_px;
+            let moved = [
+                (x1 + pad[0]).clamp(0.0, side),
+                (y1 + pad[1]).clamp(0.0, side),
+                (x2 + pad[0]).clamp(0.0, side),
+                (y2 + pad[1]).clamp(0.0, side),
+            ];
+            // Instances.remove_zero_area_boxes
+            if (moved[2] - moved[0]) * (moved[3] - moved[1]) > 0.0 {
+                boxes.push(LabelBox {
+                    class: bx.class,
+                    xyxy_px: moved,
+                });
+            }
+        }
+    }
+    Sample {
+        image: canvas,
+        boxes,
+    }
+}
+
+/// `canvas[a] = tile[b]` for two same-size `[x1, y1, x2, y2]` regions (either may be empty).
+fn copy_region(canvas: &mut RgbImage, tile: &RgbImage, a: [i64; 4], b: [i64; 4]) {
+    let w = (a[2] - a[0]).min(b[2] - b[0]);
+    let h = (a[3] - a[1]).min(b[3] - b[1]);
+    if w <= 0 || h <= 0 {
+        return;
+    }
+    let (w, h) = (w as usize, h as usize);
+    let (cw, tw) = (canvas.width() as usize, tile.width() as usize);
+    let src = tile.as_raw();
+    let dst: &mut [u8] = canvas;
+    for y in 0..h {
+        let d = ((a[1] as usize + y) * cw + a[0] as usize) * 3;
+        let s = ((b[1] as usize + y) * tw + b[0] as usize) * 3;
+        dst[d..d + w * 3].copy_from_slice(&src[s..s + w * 3]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tile(w: u32, h: u32, value: u8) -> Sample {
+        Sample {
+            image: RgbImage::from_pixel(w, h, image::Rgb([value; 3])),
+            boxes: vec![LabelBox {
+                class: value as u32,
+                xyxy_px: [0.0, 0.0, w as f32, h as f32],
+            }],
+        }
+    }
+
+    #[test]
+    fn mosaic4_tiles_meet_at_the_centre() {
+        let tiles = [
+            tile(64, 48, 1),
+            tile(40, 64, 2),
+            tile(64, 64, 3),
+            tile(30, 20, 4),
+        ];
+        let mut rng = SampleRng::for_sample(0, 0, 0);
+        let out = mosaic4([&tiles[0], &tiles[1], &tiles[2], &tiles[3]], 64, &mut rng);
+        assert_eq!(out.image.dimensions(), (128, 128));
+        assert_eq!(out.boxes.len(), 4);
+        // Tile 0's box ends at the centre, tile 3's starts there.
+        let [_, _, xc, yc] = out.boxes[0].xyxy_px;
+        assert_eq!(&out.boxes[3].xyxy_px[..2], &[xc, yc]);
+        assert!((32.0..96.0).contains(&xc) && (32.0..96.0).contains(&yc));
+        assert_eq!(out.image.get_pixel(xc as u32 - 1, yc as u32 - 1).0, [1; 3]);
+        assert_eq!(out.image.get_pixel(xc as u32, yc as u32).0, [4; 3]);
+    }
+}

@@ -1,0 +1,359 @@
+//! Ultralytics' `RandomPerspective`: one 3×3 matrix `M = T·S·R·P·C` (centre, perspective, rotation and scale,
+//! shear, translation) warps the image onto an `imgsz` square; boxes are mapped by their four corners, clipped,
+//! and kept only if `box_candidates` accepts them.
+
+use image::RgbImage;
+
+use super::{LabelBox, Sample, PAD_VALUE};
+use crate::config::AugmentSection;
+use crate::data::rng::SampleRng;
+
+/// The ranges of the random warp, from `[augment]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PerspectiveRange {
+    /// Rotation, ± degrees.
+    pub degrees: f64,
+    /// Translation of the centre, ± fraction of the output size.
+    pub translate: f64,
+    /// Zoom factor in `[1 - scale, 1 + scale]`.
+    pub scale: f64,
+    /// Shear, ± degrees on each axis.
+    pub shear: f64,
+    /// Projective terms, ± this.
+    pub perspective: f64,
+}
+
+impl From<&AugmentSection> for PerspectiveRange {
+    fn from(a: &AugmentSection) -> Self {
+        Self {
+            degrees: a.degrees,
+            translate: a.translate,
+            scale: a.scale,
+            shear: a.shear,
+            perspective: a.perspective,
+        }
+    }
+}
+
+/// A drawn warp: the matrix from input to output pixels, and the zoom used to compare box areas.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Warp {
+    /// Row-major 3×3 matrix mapping input `(x, y, 1)` to output pixels.
+    pub m: [[f64; 3]; 3],
+    /// The drawn zoom factor `s`.
+    pub scale: f64,
+    /// `true` when the projective row is used (`perspective > 0`), as Ultralytics picks warpPerspective.
+    pub projective: bool,
+}
+
+fn matmul(a: &[[f64; 3]; 3], b: &[[f64; 3]; 3]) -> [[f64; 3]; 3] {
+    let mut out = [[0.0; 3]; 3];
+    for (i, row) in out.iter_mut().enumerate() {
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = (0..3).map(|k| a[i][k] * b[k][j]).sum();
+        }
+    }
+    out
+}
+
+const IDENTITY: [[f64; 3]; 3] = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
+
+impl PerspectiveRange {
+    /// `RandomPerspective._compute_affine_matrix` for an input of `[w, h]` and a square output of `out_side`,
+    /// drawing in Ultralytics' order: perspective x, y; angle; scale; shear x, y; translation x, y.
+    pub fn draw(&self, input: [u32; 2], out_side: u32, rng: &mut SampleRng) -> Warp {
+        let mut c = IDENTITY;
+        c[0][2] = -(input[0] as f64) / 2.0;
+        c[1][2] = -(input[1] as f64) / 2.0;
+        let mut p = IDENTITY;
+        p[2][0] = rng.uniform(-self.perspective, self.perspective);
+        p[2][1] = rng.uniform(-self.perspective, self.perspective);
+        let angle = rng.uniform(-self.degrees, self.degrees).to_radians();
+        let s = rng.uniform(1.0 - self.scale, 1.0 + self.scale);
+        // cv2.getRotationMatrix2D(center=(0, 0), angle, scale)
+        let (alpha, beta) = (s * angle.cos(), s * angle.sin());
+        let r = [[alpha, beta, 0.0], [-beta, alpha, 0.0], [0.0, 0.0, 1.0]];
+        let mut sh = IDENTITY;
+        sh[0][1] = rng.uniform(-self.shear, self.shear).to_radians().tan();
+        sh[1][0] = rng.uniform(-self.shear, self.shear).to_radians().tan();
+        let mut t = IDENTITY;
+        t[0][2] = rng.uniform(0.5 - self.translate, 0.5 + self.translate) * out_side as f64;
+        t[1][2] = rng.uniform(0.5 - self.translate, 0.5 + self.translate) * out_side as f64;
+        let m = matmul(&t, &matmul(&sh, &matmul(&r, &matmul(&p, &c))));
+        Warp {
+            m,
+            scale: s,
+            projective: self.perspective != 0.0,
+        }
+    }
+}
+
+/// `floor(v + 0.5)` with a truncating cast (f64::round and floor are libm calls on baseline x86-64), as f64.
+#[inline]
+fn round_half_up(v: f64) -> f64 {
+    let f = v + 0.5;
+    if !(-1e15..1e15).contains(&f) {
+        return f; // far outside any image (or NaN): the caller skips it
+    }
+    let i = f as i64;
+    (if (i as f64) > f { i - 1 } else { i }) as f64
+}
+
+/// Inverse of a 3×3 matrix (adjugate over determinant); `None` when singular.
+fn invert(m: &[[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
+    let cof =
+        |r0: usize, r1: usize, c0: usize, c1: usize| m[r0][c0] * m[r1][c1] - m[r0][c1] * m[r1][c0];
+    let adj = [
+        [cof(1, 2, 1, 2), -cof(0, 2, 1, 2), cof(0, 1, 1, 2)],
+        [-cof(1, 2, 0, 2), cof(0, 2, 0, 2), -cof(0, 1, 0, 2)],
+        [cof(1, 2, 0, 1), -cof(0, 2, 0, 1), cof(0, 1, 0, 1)],
+    ];
+    let det = m[0][0] * adj[0][0] + m[0][1] * adj[1][0] + m[0][2] * adj[2][0];
+    if det.abs() < 1e-12 {
+        return None;
+    }
+    Some(adj.map(|row| row.map(|v| v / det)))
+}
+
+impl Warp {
+    /// Maps one point (divides by the projective term only when `projective`, as `apply_bboxes`).
+    pub fn map(&self, x: f64, y: f64) -> [f64; 2] {
+        let m = &self.m;
+        let u = m[0][0] * x + m[0][1] * y + m[0][2];
+        let v = m[1][0] * x + m[1][1] * y + m[1][2];
+        if self.projective {
+            let w = m[2][0] * x + m[2][1] * y + m[2][2];
+            [u / w, v / w]
+        } else {
+            [u, v]
+        }
+    }
+
+    /// The warped image, `out_side` square, bilinear with 1/32-pixel positions (OpenCV's `INTER_TAB_SIZE`)
+    /// and grey 114 outside the input, as `cv2.warpAffine` / `cv2.warpPerspective` with `borderValue=114`.
+    pub fn warp_image(&self, src: &RgbImage, out_side: u32) -> RgbImage {
+        let n = out_side as usize;
+        let mut out = vec![PAD_VALUE; n * n * 3];
+        let Some(inv) = invert(&self.m) else {
+            return RgbImage::from_raw(out_side, out_side, out).unwrap_or_default();
+        };
+        let (sw, sh) = (src.width() as i64, src.height() as i64);
+        let raw = src.as_raw();
+        let pixel = |x: i64, y: i64| -> [i32; 3] {
+            if x < 0 || y < 0 || x >= sw || y >= sh {
+                [PAD_VALUE as i32; 3]
+            } else {
+                let i = ((y * sw + x) * 3) as usize;
+                [raw[i] as i32, raw[i + 1] as i32, raw[i + 2] as i32]
+            }
+        };
+        for (dy, row) in out.chunks_exact_mut(n * 3).enumerate() {
+            let y = dy as f64;
+            for dx in 0..n {
+                let x = dx as f64;
+                let mut sx = inv[0][0] * x + inv[0][1] * y + inv[0][2];
+                let mut sy = inv[1][0] * x + inv[1][1] * y + inv[1][2];
+                if self.projective {
+                    let w = inv[2][0] * x + inv[2][1] * y + inv[2][2];
+                    let w = if w != 0.0 { 1.0 / w } else { 0.0 };
+                    sx *= w;
+                    sy *= w;
+                }
+                // Quantise to 1/32 px; skip pixels whose four taps are all outside.
+                let qx = round_half_up(sx * 32.0);
+                let qy = round_half_up(sy * 32.0);
+                if !(qx > -64.0
+                    && qy > -64.0
+                    && qx < (sw as f64 + 1.0) * 32.0
+                    && qy < (sh as f64 + 1.0) * 32.0)
+                {
+                    continue;
+                }
+                let (qx, qy) = (qx as i64, qy as i64);
+                let (qx, qy) = (qx.max(-64), qy.max(-64));
+                let (x0, y0) = (qx >> 5, qy >> 5);
+                let (fx, fy) = ((qx & 31) as i32, (qy & 31) as i32);
+                let w00 = (32 - fx) * (32 - fy);
+                let w10 = fx * (32 - fy);
+                let w01 = (32 - fx) * fy;
+                let w11 = fx * fy;
+                let inside = x0 >= 0 && y0 >= 0 && x0 + 1 < sw && y0 + 1 < sh;
+                let d = &mut row[dx * 3..dx * 3 + 3];
+                if inside {
+                    let i = ((y0 * sw + x0) * 3) as usize;
+                    let j = i + (sw * 3) as usize;
+                    for c in 0..3 {
+                        let v = raw[i + c] as i32 * w00
+                            + raw[i + 3 + c] as i32 * w10
+                            + raw[j + c] as i32 * w01
+                            + raw[j + 3 + c] as i32 * w11;
+                        d[c] = ((v + 512) >> 10) as u8;
+                    }
+                } else {
+                    let (p00, p10) = (pixel(x0, y0), pixel(x0 + 1, y0));
+                    let (p01, p11) = (pixel(x0, y0 + 1), pixel(x0 + 1, y0 + 1));
+                    for c in 0..3 {
+                        let v = p00[c] * w00 + p10[c] * w10 + p01[c] * w01 + p11[c] * w11;
+                        d[c] = ((v + 512) >> 10) as u8;
+                    }
+                }
+            }
+        }
+        RgbImage::from_raw(out_side, out_side, out).unwrap_or_default()
+    }
+
+    /// `RandomPerspective.apply_bboxes`: each box becomes the bounding box of its four mapped corners.
+    pub fn map_box(&self, xyxy: [f32; 4]) -> [f32; 4] {
+        let [x1, y1, x2, y2] = xyxy.map(|v| v as f64);
+        let corners = [
+            self.map(x1, y1),
+            self.map(x2, y2),
+            self.map(x1, y2),
+            self.map(x2, y1),
+        ];
+        let xs = corners.map(|c| c[0]);
+        let ys = corners.map(|c| c[1]);
+        let min = |v: [f64; 4]| v.into_iter().fold(f64::INFINITY, f64::min) as f32;
+        let max = |v: [f64; 4]| v.into_iter().fold(f64::NEG_INFINITY, f64::max) as f32;
+        [min(xs), min(ys), max(xs), max(ys)]
+    }
+
+    /// Warps a sample onto an `out_side` square: image, boxes mapped and clipped, then filtered by
+    /// [`box_candidates`] against the input boxes scaled by the drawn zoom.
+    pub fn apply(&self, sample: &Sample, out_side: u32) -> Sample {
+        let image = self.warp_image(&sample.image, out_side);
+        let side = out_side as f32;
+        let s = self.scale as f32;
+        let boxes = sample
+            .boxes
+            .iter()
+            .filter_map(|b| {
+                let mapped = self.map_box(b.xyxy_px).map(|v| v.clamp(0.0, side));
+                let before = b.xyxy_px.map(|v| v * s);
+                box_candidates(before, mapped, BoxCandidates::ULTRALYTICS).then_some(LabelBox {
+                    class: b.class,
+                    xyxy_px: mapped,
+                })
+            })
+            .collect();
+        Sample { image, boxes }
+    }
+}
+
+/// The thresholds of `box_candidates`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BoxCandidates {
+    /// Minimum width and height after the warp, pixels (exclusive).
+    pub wh_thr: f32,
+    /// Maximum aspect ratio, either way (exclusive).
+    pub ar_thr: f32,
+    /// Minimum ratio of the warped area to the (zoomed) original area (exclusive).
+    pub area_thr: f32,
+}
+
+impl BoxCandidates {
+    /// Ultralytics' values for boxes without segments: `wh_thr=2, ar_thr=100, area_thr=0.1`.
+    pub const ULTRALYTICS: Self = Self {
+        wh_thr: 2.0,
+        ar_thr: 100.0,
+        area_thr: 0.1,
+    };
+}
+
+/// `RandomPerspective.box_candidates`: is the warped box `after` (clipped) still a usable label for the box
+/// `before` (original, scaled by the zoom)? Both xyxy pixels; `eps = 1e-16` as Ultralytics.
+pub fn box_candidates(before: [f32; 4], after: [f32; 4], t: BoxCandidates) -> bool {
+    const EPS: f32 = 1e-16;
+    let (w1, h1) = (before[2] - before[0], before[3] - before[1]);
+    let (w2, h2) = (after[2] - after[0], after[3] - after[1]);
+    let ar = (w2 / (h2 + EPS)).max(h2 / (w2 + EPS));
+    w2 > t.wh_thr && h2 > t.wh_thr && w2 * h2 / (w1 * h1 + EPS) > t.area_thr && ar < t.ar_thr
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: BoxCandidates = BoxCandidates::ULTRALYTICS;
+
+    #[test]
+    fn box_candidates_keeps_unchanged_box() {
+        assert!(box_candidates(
+            [10., 10., 50., 40.],
+            [10., 10., 50., 40.],
+            T
+        ));
+    }
+
+    #[test]
+    fn box_candidates_drops_thin_boxes() {
+        // 2 px is not > 2 px.
+        assert!(!box_candidates([0., 0., 10., 10.], [0., 0., 2., 10.], T));
+        assert!(box_candidates([0., 0., 10., 10.], [0., 0., 2.5, 10.], T));
+    }
+
+    #[test]
+    fn box_candidates_drops_mostly_clipped_boxes() {
+        // 10% of the area is not > 10%.
+        assert!(!box_candidates(
+            [0., 0., 100., 100.],
+            [0., 0., 100., 10.],
+            T
+        ));
+        assert!(box_candidates(
+            [0., 0., 100., 100.],
+            [0., 0., 100., 10.5],
+            T
+        ));
+    }
+
+    #[test]
+    fn box_candidates_drops_extreme_aspect_ratio() {
+        assert!(!box_candidates([0., 0., 400., 4.], [0., 0., 400., 4.], T));
+        assert!(box_candidates([0., 0., 399., 4.], [0., 0., 399., 4.], T));
+    }
+
+    #[test]
+    fn warp_identity_like_keeps_pixels_and_boxes() {
+        // No randomness: zero ranges, translate 0 puts the input centre at the output centre.
+        let range = PerspectiveRange {
+            degrees: 0.0,
+            translate: 0.0,
+            scale: 0.0,
+            shear: 0.0,
+            perspective: 0.0,
+        };
+        let mut rng = SampleRng::for_sample(0, 0, 0);
+        let warp = range.draw([64, 64], 64, &mut rng);
+        let image = RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8, y as u8, 7]));
+        let sample = Sample {
+            image,
+            boxes: vec![LabelBox {
+                class: 0,
+                xyxy_px: [5., 6., 30., 40.],
+            }],
+        };
+        let out = warp.apply(&sample, 64);
+        assert_eq!(out.image, sample.image);
+        assert_eq!(out.boxes, sample.boxes);
+    }
+
+    #[test]
+    fn warp_map_box_of_rotation_contains_rotated_corners() {
+        let range = PerspectiveRange {
+            degrees: 45.0,
+            translate: 0.1,
+            scale: 0.5,
+            shear: 10.0,
+            perspective: 0.0005,
+        };
+        let mut rng = SampleRng::for_sample(1, 2, 3);
+        let warp = range.draw([100, 80], 64, &mut rng);
+        let b = warp.map_box([10., 10., 60., 50.]);
+        for (x, y) in [(10., 10.), (60., 50.), (35., 30.)] {
+            let [u, v] = warp.map(x, y);
+            assert!(u as f32 >= b[0] - 1e-3 && u as f32 <= b[2] + 1e-3);
+            assert!(v as f32 >= b[1] - 1e-3 && v as f32 <= b[3] + 1e-3);
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! A collated batch: the images as one CHW float buffer and the targets in Ultralytics' `(batch_idx, cls, cx,
+//! cy, w, h)` rows. Tensors are made here, at collation, and nowhere earlier in `data`.
+
+use std::path::PathBuf;
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+
+use crate::data::augment::Sample;
+use crate::loss::detection::Targets;
+
+/// How a validation image was placed in its batch: `input_px = original_px · gain + pad_px`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Placement {
+    /// Original size `[w, h]` (after EXIF orientation).
+    pub original_size: [u32; 2],
+    /// Scale from original pixels to input pixels (load-resize times letterbox).
+    pub gain: f32,
+    /// Left and top padding, input pixels.
+    pub pad_px: [f32; 2],
+}
+
+/// One batch, ready for the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// RGB in 0..1, CHW per image, images one after another.
+    ///
+    /// # Shapes
+    /// `[B, 3, H, W]` flattened (`shape`).
+    pub images: Vec<f32>,
+    /// `[B, 3, H, W]`.
+    pub shape: [usize; 4],
+    /// One row per object: image index in the batch, class, then centre x, centre y, width, height as fractions
+    /// of W and H. Crowd boxes are never here.
+    ///
+    /// # Shapes
+    /// `[N, 6]`
+    pub targets: Vec<[f32; 6]>,
+    /// Image files, in batch order.
+    pub paths: Vec<PathBuf>,
+    /// Image ids (COCO `image_id`), in batch order.
+    pub ids: Vec<u64>,
+    /// Validation only (empty in training): where each image sits, to map predictions back.
+    pub placements: Vec<Placement>,
+}
+
+impl Batch {
+    /// Collates samples of one size `[w, h]` into a batch.
+    pub(crate) fn collate(
+        samples: &[Sample],
+        paths: Vec<PathBuf>,
+        ids: Vec<u64>,
+        placements: Vec<Placement>,
+    ) -> Self {
+        let [w, h] = samples.first().map(|s| s.size()).unwrap_or([0, 0]);
+        let (w, h) = (w as usize, h as usize);
+        let plane = w * h;
+        let mut images = vec![0f32; samples.len() * 3 * plane];
+        let mut targets = Vec::new();
+        for (b, (sample, out)) in samples
+            .iter()
+            .zip(images.chunks_exact_mut(3 * plane))
+            .enumerate()
+        {
+            let (r, rest) = out.split_at_mut(plane);
+            let (g, bl) = rest.split_at_mut(plane);
+            for (i, p) in sample.image.as_raw().chunks_exact(3).enumerate() {
+                r[i] = p[0] as f32 * (1.0 / 255.0);
+                g[i] = p[1] as f32 * (1.0 / 255.0);
+                bl[i] = p[2] as f32 * (1.0 / 255.0);
+            }
+            for bx in &sample.boxes {
+                let [x1, y1, x2, y2] = bx.xyxy_px;
+                targets.push([
+                    b as f32,
+                    bx.class as f32,
+                    (x1 + x2) / 2.0 / w as f32,
+                    (y1 + y2) / 2.0 / h as f32,
+                    (x2 - x1) / w as f32,
+                    (y2 - y1) / h as f32,
+                ]);
+            }
+        }
+        Self {
+            images,
+            shape: [samples.len(), 3, h, w],
+            targets,
+            paths,
+            ids,
+            placements,
+        }
+    }
+
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.shape[0]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.shape[0] == 0
+    }
+
+    /// The images as a tensor.
+    ///
+    /// # Shapes
+    /// `[B, 3, H, W]`
+    pub fn images_tensor<B: Backend>(&self, device: &B::Device) -> Tensor<B, 4> {
+        Tensor::from_data(TensorData::new(self.images.clone(), self.shape), device)
+    }
+
+    /// The targets as a tensor.
+    ///
+    /// # Shapes
+    /// `[N, 6]`: batch_idx, cls, cx, cy, w, h (normalised)
+    pub fn targets_tensor<B: Backend>(&self, device: &B::Device) -> Tensor<B, 2> {
+        let flat: Vec<f32> = self.targets.iter().flatten().copied().collect();
+        Tensor::from_data(TensorData::new(flat, [self.targets.len(), 6]), device)
+    }
+
+    /// The targets in the loss's host layout.
+    pub fn loss_targets(&self) -> Targets {
+        Targets {
+            batch_idx: self.targets.iter().map(|t| t[0] as usize).collect(),
+            cls: self.targets.iter().map(|t| t[1] as usize).collect(),
+            bboxes_cxcywh_norm: self
+                .targets
+                .iter()
+                .map(|t| [t[2], t[3], t[4], t[5]])
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::augment::LabelBox;
+    use image::RgbImage;
+
+    #[test]
+    fn collate_writes_chw_and_normalised_targets() {
+        let sample = |v: u8| Sample {
+            image: RgbImage::from_pixel(4, 2, image::Rgb([v, 0, 255])),
+            boxes: vec![LabelBox {
+                class: 5,
+                xyxy_px: [0.0, 0.0, 2.0, 1.0],
+            }],
+        };
+        let batch = Batch::collate(&[sample(0), sample(255)], vec![], vec![], vec![]);
+        assert_eq!(batch.shape, [2, 3, 2, 4]);
+        assert_eq!(batch.images[0], 0.0);
+        assert_eq!(batch.images[8 * 2], 1.0); // image 0, blue plane
+        assert_eq!(batch.images[24], 1.0); // image 1, red plane
+        assert_eq!(batch.targets[1], [1.0, 5.0, 0.25, 0.25, 0.5, 0.5]);
+        let device = Default::default();
+        let t = batch.targets_tensor::<crate::backend::Cpu>(&device);
+        assert_eq!(t.dims(), [2, 6]);
+        let im = batch.images_tensor::<crate::backend::Cpu>(&device);
+        assert_eq!(im.dims(), [2, 3, 2, 4]);
+    }
+}
