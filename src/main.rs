@@ -282,6 +282,7 @@ fn train(args: &TrainArgs) -> Result<()> {
         resume,
         quiet: args.quiet,
         stop_after_epochs: None,
+        nan_loss_at: Vec::new(),
     };
     backend::dispatch(choice, yolo_burn::train::TrainJob(request))??;
     Ok(())

@@ -42,6 +42,7 @@ fn resume_after_two_epochs_equals_three_in_one_go_and_extends() {
         resume: None,
         quiet: true,
         stop_after_epochs: None,
+        nan_loss_at: Vec::new(),
     });
     assert_eq!(a.epochs_done, 3);
 
@@ -52,6 +53,7 @@ fn resume_after_two_epochs_equals_three_in_one_go_and_extends() {
         resume: None,
         quiet: true,
         stop_after_epochs: Some(2),
+        nan_loss_at: Vec::new(),
     });
     assert_eq!(b1.epochs_done, 2);
     let last = b1.run_dir.join("weights/last");
@@ -61,6 +63,7 @@ fn resume_after_two_epochs_equals_three_in_one_go_and_extends() {
         resume: Some((paths, checkpoint)),
         quiet: true,
         stop_after_epochs: None,
+        nan_loss_at: Vec::new(),
     });
     assert_eq!(b2.epochs_done, 3);
 
@@ -96,6 +99,7 @@ fn resume_after_two_epochs_equals_three_in_one_go_and_extends() {
         resume: Some((paths, checkpoint)),
         quiet: true,
         stop_after_epochs: None,
+        nan_loss_at: Vec::new(),
     });
     assert_eq!(a2.epochs_done, 4);
     assert_eq!(a2.epoch_losses.len(), 1);

@@ -51,6 +51,9 @@ pub struct TrainRequest {
     pub quiet: bool,
     /// Stop (as if killed) after this many epochs of this process; for tests of resume. `None`: run to the end.
     pub stop_after_epochs: Option<usize>,
+    /// Multiply the loss by NaN at these global iterations: fault injection for the tests that show a
+    /// non-finite loss never reaches the weights, the EMA or a checkpoint. Empty in real runs.
+    pub nan_loss_at: Vec<usize>,
 }
 
 /// What a run did.
@@ -299,7 +302,11 @@ pub fn train<B: AutodiffBackend>(
                 device,
             );
             let out = model.forward(images);
-            let loss = loss_fn.forward(&out, &batch.loss_targets())?;
+            let mut loss = loss_fn.forward(&out, &batch.loss_targets())?;
+            if request.nan_loss_at.contains(&ni) {
+                loss.total = loss.total * f32::NAN;
+                loss.parts.box_loss = loss.parts.box_loss * f32::NAN;
+            }
             let batch_images = batch.len();
             let parts = [
                 loss.parts.box_loss.clone(),
