@@ -1,5 +1,13 @@
-//! Training: Ultralytics' recipe on Burn. The optimizer step over three parameter groups ([`optim`]), the
-//! warmup and decay schedule ([`schedule`]), the EMA of the weights ([`ema`]).
+//! Training: Ultralytics' recipe on Burn.
+//!
+//! - [`optim`]: the optimizer step (SGD Nesterov / AdamW) over three parameter groups, clipping, `auto`
+//! - [`schedule`]: warmup, linear or cosine decay, the accumulation ramp
+//! - [`ema`]: the EMA of the weights, and the finite-weights check
+//! - [`checkpoint`]: `weights/{last,best}.{safetensors,state}` and their format
+//! - [`results`]: the run folder, results.csv, results.png
+//! - [`source`]: the [`source::BatchSource`] trait and the letterbox source validation uses
+//! - [`validate`]: NMS + COCO evaluation of the EMA, the per-class table
+//! - [`trainer`]: the loop, resume, and the [`TrainJob`] the binary dispatches
 
 pub mod checkpoint;
 pub mod ema;
