@@ -14,6 +14,7 @@ pub mod loss;
 pub mod model;
 pub mod predict;
 pub mod runs;
+pub mod train;
 pub mod validate;
 pub mod validate_plots;
 

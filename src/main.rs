@@ -43,7 +43,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Train a detector (not implemented yet: the trainer issue).
+    /// Train a detector: writes <project>/<name>/ (args.toml, results.csv, results.png, weights/{last,best}).
     Train(TrainArgs),
     /// Evaluate COCO results against COCO ground truth (`--gt`, `--predictions`), as pycocotools does; evaluating
     /// a checkpoint is not implemented yet.
@@ -273,10 +273,7 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Train(args) => {
-            args.config.load()?;
-            not_yet("train", "the trainer issue")
-        }
+        Command::Train(args) => train(&args),
         Command::Val(args) => val(&args),
         Command::Predict(args) => predict(&args),
         Command::Export(args) => {
@@ -293,6 +290,41 @@ fn run(cli: Cli) -> Result<()> {
             DataCommand::Preview(preview) => data_preview(&preview),
         },
     }
+}
+
+/// `train`: a new run from `--config`, or `--resume` from a checkpoint (whose stored config, with `--set` on top,
+/// replaces `--config`).
+fn train(args: &TrainArgs) -> Result<()> {
+    let (mut config, resume) = match &args.resume {
+        Some(path) => {
+            let (config, paths, checkpoint) =
+                yolo_burn::train::read_resume(path, &args.config.overrides)
+                    .with_context(|| format!("--resume {}", path.display()))?;
+            (config, Some((paths, checkpoint)))
+        }
+        None => (args.config.load()?, None),
+    };
+    if let Some(name) = &args.name {
+        config.train.name = name.clone();
+    }
+    if args.exist_ok {
+        config.train.exist_ok = true;
+    }
+    let choice: BackendChoice = config
+        .train
+        .device
+        .parse()
+        .map_err(anyhow::Error::msg)
+        .context("train.device")?;
+    let request = yolo_burn::train::TrainRequest {
+        config,
+        resume,
+        quiet: args.quiet,
+        stop_after_epochs: None,
+        nan_loss_at: Vec::new(),
+    };
+    backend::dispatch(choice, yolo_burn::train::TrainJob(request))??;
+    Ok(())
 }
 
 /// `data preview`: the first batch of an epoch of the training loader, drawn.
@@ -441,17 +473,12 @@ fn val_model(args: &ValArgs) -> Result<()> {
     };
     let (model, _) = load_model(&config, args.weights.as_ref(), Some(index.nc()))?;
     let detector = Detector {
-        model,
+        model: &model,
         imgsz: config.train.imgsz,
         nms: nms_config(&config, NmsConfig::val(), config.eval.val_conf()),
     };
-    let validation = validate(
-        &detector,
-        &index,
-        &gt,
-        LoaderConfig::val(&config),
-        &Default::default(),
-    )?;
+    let loader = LoaderConfig::val(&config);
+    let validation = validate(&detector, &index, &gt, loader, &Default::default(), None)?;
     let dir = create_run_dir(&config.train.project, &args.name, args.exist_ok)?;
     let write = |name: &str, bytes: &[u8]| {
         let path = dir.join(name);
@@ -504,7 +531,7 @@ fn predict(args: &PredictArgs) -> Result<()> {
         names = dataset_names;
     }
     let detector = Detector {
-        model,
+        model: &model,
         imgsz: config.train.imgsz,
         nms: nms_config(&config, NmsConfig::predict(), config.eval.predict_conf()),
     };

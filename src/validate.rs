@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use burn::prelude::ToElement;
 use burn::tensor::backend::Backend;
 use serde::Serialize;
 
@@ -11,6 +12,7 @@ use crate::data::Index;
 use crate::eval::coco::{
     self, params::NUM_RECALL_THRESHOLDS, CocoEvaluation, CocoGroundTruth, DetectionBox,
 };
+use crate::loss::DetectionLoss;
 use crate::predict::Detector;
 use crate::YoloError;
 
@@ -37,6 +39,8 @@ pub struct Validation {
     pub evaluation: CocoEvaluation,
     /// The `all` row first, then one per class with instances.
     pub rows: Vec<ClassRow>,
+    /// Mean box, cls and dfl loss over the batches, when a loss was given.
+    pub losses: Option<[f64; 3]>,
 }
 
 impl Validation {
@@ -81,12 +85,16 @@ impl Validation {
 /// Runs `detector` over every image of `index` (letterboxed rectangular batches, as Ultralytics validates) and
 /// evaluates against `gt`, which must describe the same images: [`CocoGroundTruth::from_index`] for any
 /// dataset, or the instances file itself for a COCO JSON dataset.
+///
+/// With `loss`, the same forward also gives the mean validation losses (on letterboxed targets, as Ultralytics'
+/// validator computes them).
 pub fn validate<B: Backend>(
     detector: &Detector<B>,
     index: &Index,
     gt: &CocoGroundTruth,
     loader: LoaderConfig,
     device: &B::Device,
+    loss: Option<&DetectionLoss>,
 ) -> Result<Validation, YoloError> {
     let category_id = |class: usize| match &index.category_ids {
         Some(ids) => ids.get(class).map_or(class as i64, |&id| id as i64),
@@ -94,13 +102,22 @@ pub fn validate<B: Backend>(
     };
     let loader = Loader::new(index, loader)?;
     let mut detections = Vec::new();
+    let (mut loss_sums, mut batches) = ([0f64; 3], 0usize);
     for batch in loader.epoch(0) {
         let batch = batch?;
-        for (image, found) in detector
-            .detect_batch(&batch, device)
-            .into_iter()
-            .enumerate()
-        {
+        let (found_per_image, head) = detector.detect_batch_with_head(&batch, device);
+        if let Some(loss) = loss {
+            let parts = loss.forward(&head, &batch.loss_targets())?.parts;
+            for (sum, part) in
+                loss_sums
+                    .iter_mut()
+                    .zip([parts.box_loss, parts.cls_loss, parts.dfl_loss])
+            {
+                *sum += part.into_scalar().to_f64();
+            }
+            batches += 1;
+        }
+        for (image, found) in found_per_image.into_iter().enumerate() {
             let image_id = batch.ids[image] as i64;
             detections.extend(found.into_iter().map(|d| {
                 let [x1, y1, x2, y2] = d.xyxy.map(f64::from);
@@ -115,10 +132,12 @@ pub fn validate<B: Backend>(
     }
     let evaluation = coco::evaluate(gt, &detections);
     let rows = class_rows(index, &evaluation);
+    let losses = loss.map(|_| loss_sums.map(|s| s / batches.max(1) as f64));
     Ok(Validation {
         detections,
         evaluation,
         rows,
+        losses,
     })
 }
 

@@ -71,8 +71,27 @@ pub fn load_ultralytics<B: Backend>(model: Yolo<B>, path: &Path) -> Result<Yolo<
             detail: detail.into(),
         });
     }
+    let store = SafetensorsStore::from_file(path);
+    load_from_store(model, store, path)
+}
+
+/// [`load_ultralytics`] from the bytes of a safetensors file (what [`ultralytics_bytes`] made); `name` is the
+/// path named in errors. Checkpoints embed the training model and its EMA this way.
+pub fn load_ultralytics_bytes<B: Backend>(
+    model: Yolo<B>,
+    bytes: Vec<u8>,
+    name: &Path,
+) -> Result<Yolo<B>, YoloError> {
+    load_from_store(model, SafetensorsStore::from_bytes(Some(bytes)), name)
+}
+
+fn load_from_store<B: Backend>(
+    model: Yolo<B>,
+    store: SafetensorsStore,
+    path: &Path,
+) -> Result<Yolo<B>, YoloError> {
     let mut model = model;
-    let mut store = SafetensorsStore::from_file(path)
+    let mut store = store
         .with_from_adapter(PyTorchToBurnAdapter)
         .skip_enum_variants(true)
         .allow_partial(true)
@@ -163,6 +182,16 @@ pub fn save_ultralytics<B: Backend>(
     path: &Path,
     metadata: &HashMap<String, String>,
 ) -> Result<(), YoloError> {
+    let bytes = ultralytics_bytes(model, path, metadata)?;
+    write_atomic(path, &bytes)
+}
+
+/// The bytes [`save_ultralytics`] writes; `path` is only named in errors.
+pub fn ultralytics_bytes<B: Backend>(
+    model: &Yolo<B>,
+    path: &Path,
+    metadata: &HashMap<String, String>,
+) -> Result<Vec<u8>, YoloError> {
     let snapshots = model.collect(None, Some(Box::new(BurnToPyTorchAdapter)), true);
     let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> =
         Vec::with_capacity(snapshots.len() * 2);
@@ -197,13 +226,10 @@ pub fn save_ultralytics<B: Backend>(
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let bytes = safetensors::serialize(views, Some(metadata.clone())).map_err(|e| {
-        YoloError::Safetensors {
-            path: path.into(),
-            detail: e.to_string(),
-        }
-    })?;
-    write_atomic(path, &bytes)
+    safetensors::serialize(views, Some(metadata.clone())).map_err(|e| YoloError::Safetensors {
+        path: path.into(),
+        detail: e.to_string(),
+    })
 }
 
 /// The state_dict keys [`save_ultralytics`] writes for `model`, in Ultralytics' naming, `num_batches_tracked`

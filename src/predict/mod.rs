@@ -12,25 +12,37 @@ use image::RgbImage;
 use crate::data::augment::{Letterbox, Sample};
 use crate::data::loader::{Batch, Placement};
 use crate::eval::nms::{batched_non_max_suppression, Detection, NmsConfig};
-use crate::model::Yolo;
+use crate::model::{HeadOutput, Yolo};
 
-/// A model in eval mode with its input size and NMS settings.
-pub struct Detector<B: Backend> {
-    pub model: Yolo<B>,
+/// A model in eval mode (borrowed: the trainer validates its EMA in place) with its input size and NMS settings.
+pub struct Detector<'a, B: Backend> {
+    pub model: &'a Yolo<B>,
     /// Square input size for single images (`train.imgsz`); loader batches bring their own shape.
     pub imgsz: usize,
     pub nms: NmsConfig,
 }
 
-impl<B: Backend> Detector<B> {
+impl<B: Backend> Detector<'_, B> {
     /// Detections of a validation batch, in original-image pixels (the batch's `placements` undo the resize and
     /// letterbox).
     pub fn detect_batch(&self, batch: &Batch, device: &B::Device) -> Vec<Vec<Detection>> {
-        let raw = self.forward_nms(batch.images_tensor::<B>(device));
-        raw.into_iter()
+        self.detect_batch_with_head(batch, device).0
+    }
+
+    /// [`Self::detect_batch`], also returning the raw head outputs (for validation losses).
+    pub fn detect_batch_with_head(
+        &self,
+        batch: &Batch,
+        device: &B::Device,
+    ) -> (Vec<Vec<Detection>>, HeadOutput<B>) {
+        let out = self.model.forward(batch.images_tensor::<B>(device));
+        let raw = self.nms(self.model.head().decode(&out));
+        let placed = raw
+            .into_iter()
             .zip(&batch.placements)
             .map(|(dets, placement)| unplace(dets, placement))
-            .collect()
+            .collect();
+        (placed, out)
     }
 
     /// Detections of whole images, in their own pixels. Each image is letterboxed into `imgsz`×`imgsz`.
@@ -71,9 +83,14 @@ impl<B: Backend> Detector<B> {
     }
 
     fn forward_nms(&self, images: Tensor<B, 4>) -> Vec<Vec<Detection>> {
-        let batch = images.dims()[0];
-        let pred = self.model.predict(images);
-        let nc = pred.dims()[1] - 4;
+        self.nms(self.model.predict(images))
+    }
+
+    /// # Shapes
+    /// `pred`: `[B, 4 + nc, A]` decoded.
+    fn nms(&self, pred: Tensor<B, 3>) -> Vec<Vec<Detection>> {
+        let [batch, channels, _] = pred.dims();
+        let nc = channels - 4;
         let values: Vec<f32> = pred
             .into_data()
             .convert::<f32>()
