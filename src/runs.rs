@@ -5,17 +5,21 @@ use std::path::{Path, PathBuf};
 
 use crate::YoloError;
 
+/// `<project>/<name>`, or `<name>2`, `<name>3`, … when it exists and `exist_ok` is false.
+pub fn unique_run_dir(project: &Path, name: &str, exist_ok: bool) -> PathBuf {
+    let base = project.join(name);
+    if exist_ok || !base.exists() {
+        return base;
+    }
+    (2..)
+        .map(|n| project.join(format!("{name}{n}")))
+        .find(|p| !p.exists())
+        .unwrap_or(base)
+}
+
 /// Picks the run folder for `name` under `project` and creates it.
 pub fn create_run_dir(project: &Path, name: &str, exist_ok: bool) -> Result<PathBuf, YoloError> {
-    let base = project.join(name);
-    let dir = if exist_ok || !base.exists() {
-        base
-    } else {
-        (2..)
-            .map(|n| project.join(format!("{name}{n}")))
-            .find(|p| !p.exists())
-            .unwrap_or(base)
-    };
+    let dir = unique_run_dir(project, name, exist_ok);
     std::fs::create_dir_all(&dir).map_err(|source| YoloError::Io {
         path: dir.clone(),
         source,

@@ -7,7 +7,7 @@
 //! the x axis running over epochs. Panels carry no text; the order is the CSV's.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use image::{Rgb, RgbImage};
 
@@ -75,19 +75,6 @@ impl EpochRow {
             self.lr[2],
         ]
     }
-}
-
-/// `<project>/<name>`, or `<name>2`, `<name>3`, … when it exists and `exist_ok` is false (Ultralytics'
-/// `increment_path`).
-pub fn unique_run_dir(project: &Path, name: &str, exist_ok: bool) -> PathBuf {
-    let first = project.join(name);
-    if exist_ok || !first.exists() {
-        return first;
-    }
-    (2..)
-        .map(|n| project.join(format!("{name}{n}")))
-        .find(|p| !p.exists())
-        .unwrap_or(first)
 }
 
 /// results.csv as text: header, then one row per epoch.
@@ -263,28 +250,5 @@ mod tests {
         assert_eq!(back.len(), 2);
         assert!((back[1].val.map50 - 0.2).abs() < 1e-6);
         assert!(dir.path().join("results.png").exists());
-    }
-
-    #[test]
-    fn existing_run_dir_gets_a_suffix() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(
-            unique_run_dir(dir.path(), "train", false),
-            dir.path().join("train")
-        );
-        std::fs::create_dir(dir.path().join("train")).unwrap();
-        assert_eq!(
-            unique_run_dir(dir.path(), "train", false),
-            dir.path().join("train2")
-        );
-        std::fs::create_dir(dir.path().join("train2")).unwrap();
-        assert_eq!(
-            unique_run_dir(dir.path(), "train", false),
-            dir.path().join("train3")
-        );
-        assert_eq!(
-            unique_run_dir(dir.path(), "train", true),
-            dir.path().join("train")
-        );
     }
 }

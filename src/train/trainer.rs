@@ -25,7 +25,7 @@ use super::optim::{
     grads_from_records, grads_to_records, nominal_accumulate, Optimizer, ResolvedOptimizer,
     StepOutcome,
 };
-use super::results::{read_rows, unique_run_dir, write_results, EpochRow, TrainLosses};
+use super::results::{read_rows, write_results, EpochRow, TrainLosses};
 use super::schedule::Schedule;
 use crate::backend::BackendJob;
 use crate::config::Config;
@@ -39,6 +39,7 @@ use crate::model::weights::{
 };
 use crate::model::{Yolo, YoloConfig};
 use crate::predict::Detector;
+use crate::runs::unique_run_dir;
 use crate::validate::{validate, ClassTable};
 use crate::YoloError;
 

@@ -203,27 +203,6 @@ mod tests {
         }
     }
 
-    /// Every 8-bit colour against a table written by cv2 (`/tmp/hsv_ref.bin`: h, s, v, r, g, b per colour);
-    /// run by hand with `--ignored` after regenerating the table.
-    #[test]
-    #[ignore]
-    fn hsv_all_colours_equal_opencv_table() {
-        let table = std::fs::read("/tmp/hsv_ref.bin").expect("table");
-        let mut bad = 0;
-        for (i, row) in table.chunks_exact(6).enumerate() {
-            let rgb = [(i >> 16) as u8, (i >> 8) as u8, i as u8];
-            let hsv = rgb_to_hsv(rgb);
-            let back = hsv_to_rgb(hsv);
-            if hsv[..] != row[..3] || back[..] != row[3..] {
-                if bad < 5 {
-                    eprintln!("{rgb:?}: {hsv:?} {back:?} vs {:?}", row);
-                }
-                bad += 1;
-            }
-        }
-        assert_eq!(bad, 0);
-    }
-
     #[test]
     fn hsv_lut_zero_gains_is_identity_tables() {
         let lut = HsvLut::from_gains([0.0, 0.0, 0.0]);
