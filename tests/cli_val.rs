@@ -169,6 +169,11 @@ fn val_of_a_model_without_weights_says_how_to_give_them() {
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/yolo.toml");
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets/coco8/coco8.yaml");
     let data = format!("data.dataset={}", data.display());
-    let out = val(&["--config".as_ref(), config.as_os_str(), "--set".as_ref(), data.as_ref()]);
+    let out = val(&[
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--set".as_ref(),
+        data.as_ref(),
+    ]);
     assert_clean_failure(&out, "--weights");
 }
