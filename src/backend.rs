@@ -114,6 +114,14 @@ fn check_cuda_toolkit() -> Result<(), crate::YoloError> {
 mod tests {
     use super::*;
 
+    /// `train.device` is validated by the config's word list and parsed here; the two must not drift apart.
+    #[test]
+    fn every_device_word_the_config_accepts_parses() {
+        for word in crate::config::DEVICE_WORDS {
+            assert!(word.parse::<BackendChoice>().is_ok(), "{word}");
+        }
+    }
+
     #[test]
     fn device_names_parse() {
         assert_eq!("cpu".parse::<BackendChoice>(), Ok(BackendChoice::Flex));

@@ -2,15 +2,10 @@
 //! and a subcommand that does not exist yet failing loudly instead of pretending.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn yolo_burn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_yolo-burn"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run yolo-burn")
-}
+mod common;
+use common::{assert_user_error, yolo_burn};
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -18,17 +13,6 @@ fn stdout(out: &Output) -> String {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// A user error: exit code 2, one `yolo-burn:` line naming the problem, and no Rust panic.
-fn assert_user_error(out: &Output, needles: &[&str]) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(2), "exit code; stderr: {err}");
-    assert!(!err.contains("panicked"), "panic: {err}");
-    assert!(err.starts_with("yolo-burn: "), "{err}");
-    for needle in needles {
-        assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
-    }
 }
 
 fn write_config(dir: &Path, text: &str) -> PathBuf {

@@ -2,7 +2,10 @@
 //! vector, and clean exit-2 errors naming the bad file.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod common;
+use common::{assert_user_error, yolo_burn};
 
 use serde_json::Value;
 
@@ -12,11 +15,9 @@ fn vectors() -> PathBuf {
 }
 
 fn val(args: &[&std::ffi::OsStr]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_yolo-burn"))
-        .arg("val")
-        .args(args)
-        .output()
-        .expect("run yolo-burn")
+    let mut all: Vec<&std::ffi::OsStr> = vec!["val".as_ref()];
+    all.extend_from_slice(args);
+    yolo_burn(&all)
 }
 
 fn gt() -> PathBuf {
@@ -109,14 +110,7 @@ fn val_text_is_pycocotools_summary() {
 }
 
 fn assert_clean_failure(out: &Output, names: &str) {
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.starts_with("yolo-burn: "), "{stderr}");
-    assert!(
-        stderr.contains(names),
-        "message should name {names}: {stderr}"
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_user_error(out, &[names]);
 }
 
 #[test]

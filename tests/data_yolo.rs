@@ -2,13 +2,13 @@
 
 use std::path::{Path, PathBuf};
 
+mod common;
+
 use yolo_burn::data::image::load_rgb;
 use yolo_burn::data::{read_index, ProblemKind, SplitName};
 
 fn shared(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/datasets")
-        .join(path)
+    common::shared(&format!("datasets/{path}"))
 }
 
 #[test]

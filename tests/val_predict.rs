@@ -1,22 +1,10 @@
 //! `val` on a checkpoint and `predict` on images, end to end through the binary, with the imported
 //! Ultralytics parity weights (random init, so the numbers are near zero, but every detection counts).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-fn shared(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared")
-        .join(path)
-}
-
-fn yolo_burn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_yolo-burn"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run yolo-burn")
-}
+mod common;
+use common::{shared, yolo_burn};
 
 fn text(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))

@@ -131,3 +131,30 @@ pub fn max_abs_diff(ours: &[f32], theirs: &[f32]) -> f32 {
         .zip(theirs)
         .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
 }
+
+/// A path inside the shared reference folder beside the checkout (`../shared`).
+pub fn shared(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared")
+        .join(path)
+}
+
+/// Runs the `yolo-burn` binary from the repository root.
+pub fn yolo_burn<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_yolo-burn"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run yolo-burn")
+}
+
+/// A user error: exit code 2, one `yolo-burn:` line naming every needle, and no Rust panic.
+pub fn assert_user_error(out: &std::process::Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "exit code; stderr: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert!(err.starts_with("yolo-burn: "), "{err}");
+    for needle in needles {
+        assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
+    }
+}
