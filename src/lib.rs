@@ -10,6 +10,7 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod kernels;
 pub mod loss;
 pub mod model;
 pub mod predict;

@@ -6,7 +6,6 @@
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
-use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
@@ -95,12 +94,7 @@ impl<B: Backend> Conv<B> {
     /// # Shapes
     /// `[B, c1, H, W]` → `[B, c2, H / s, W / s]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let y = self.bn.forward(self.conv.forward(x));
-        if self.act {
-            silu(y)
-        } else {
-            y
-        }
+        crate::kernels::conv_bn_act(&self.conv, &self.bn, self.act, x)
     }
 }
 

@@ -1,0 +1,283 @@
+//! The `Conv` block (conv → BatchNorm → optional SiLU) as one burn-flex op, with its own backward on
+//! `Autodiff<Flex>`: Burn's backend-extension pattern, reached without changing the model's `B: Backend` bounds.
+//!
+//! Why downcast: the model is generic over any backend, and only burn-flex (plain, or under autodiff) has these
+//! kernels. [`try_conv_bn_act`] looks at the concrete tensor primitive behind `B`; when it is burn-flex's, in
+//! `f32`, with a geometry the kernels cover, it runs them, and otherwise hands the tensors back untouched for
+//! the stock path.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::Autodiff;
+use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, PaddingConfig2d};
+use burn::tensor::backend::{Backend, BackendTypes};
+use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
+use burn_flex::{Flex, FlexTensor};
+
+use super::bn_act::{self, BatchStats};
+use super::conv::{self, ConvGeometry};
+
+/// burn-flex's float primitive under autodiff (the type is not exported by name).
+type AdFlexTensor = <Autodiff<Flex> as BackendTypes>::FloatTensorPrimitive;
+
+/// Moves `value` into type `U` when `T` is `U`, else hands it back.
+fn cast<T: 'static, U: 'static>(value: T) -> Result<U, T> {
+    let boxed: Box<dyn Any> = Box::new(value);
+    match boxed.downcast::<U>() {
+        Ok(u) => Ok(*u),
+        Err(boxed) => match boxed.downcast::<T>() {
+            Ok(t) => Err(*t),
+            Err(_) => unreachable!("a Box<dyn Any> made from a T downcasts to T"),
+        },
+    }
+}
+
+fn primitive<B: Backend, const D: usize>(t: Tensor<B, D>) -> B::FloatTensorPrimitive {
+    t.into_primitive().tensor()
+}
+
+fn from_primitive<B: Backend, const D: usize>(p: B::FloatTensorPrimitive) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(p))
+}
+
+/// A contiguous `f32` copy-free view where possible (a contiguous tensor starting at offset 0).
+fn contiguous(t: &FlexTensor) -> FlexTensor {
+    t.to_contiguous()
+}
+
+fn f32s(t: &FlexTensor) -> &[f32] {
+    let len = t.layout().num_elements();
+    let start = t.layout().start_offset();
+    &t.storage::<f32>()[start..start + len]
+}
+
+fn flex(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
+}
+
+fn to_vec<B: Backend>(t: Tensor<B, 1>) -> Option<Vec<f32>> {
+    t.into_data().convert::<f32>().to_vec::<f32>().ok()
+}
+
+/// The geometry of `conv` on an input of `shape`, when our kernels cover it (symmetric explicit padding or
+/// none, dilation 1, no bias).
+fn geometry<B: Backend>(conv: &Conv2d<B>, shape: &[usize]) -> Option<ConvGeometry> {
+    let [batch, c_in, h, w] = <[usize; 4]>::try_from(shape).ok()?;
+    let pad = match conv.padding {
+        PaddingConfig2d::Valid => [0, 0],
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => [top, left],
+        _ => return None,
+    };
+    let [c_out, cin_g, kh, kw] = conv.weight.shape().dims::<4>();
+    let g = ConvGeometry {
+        batch,
+        c_in,
+        h,
+        w,
+        c_out,
+        kh,
+        kw,
+        stride: conv.stride,
+        pad,
+        groups: conv.groups,
+    };
+    let fits = conv.dilation == [1, 1]
+        && conv.bias.is_none()
+        && g.groups >= 1
+        && c_in == cin_g * g.groups
+        && c_out % g.groups == 0
+        && h + 2 * pad[0] >= kh
+        && w + 2 * pad[1] >= kw
+        && g.stride[0] >= 1
+        && g.stride[1] >= 1;
+    fits.then_some(g)
+}
+
+/// Runs the fused block when `x`'s backend is burn-flex in `f32`; `Err(x)` otherwise.
+pub fn try_conv_bn_act<B: Backend>(
+    conv: &Conv2d<B>,
+    bn: &BatchNorm<B>,
+    act: bool,
+    x: Tensor<B, 4>,
+) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+    let Some(g) = geometry(conv, &x.dims()) else {
+        return Err(x);
+    };
+    let device = x.device();
+    let x_prim = primitive(x);
+    let x_prim = match cast::<B::FloatTensorPrimitive, FlexTensor>(x_prim) {
+        Ok(x) if x.dtype() == DType::F32 => {
+            return Ok(eval(conv, bn, act, g, x));
+        }
+        Ok(x) => return Err(from_primitive(cast(x).unwrap_or_else(|_| unreachable!("the same type")))),
+        Err(other) => other,
+    };
+    match cast::<B::FloatTensorPrimitive, AdFlexTensor>(x_prim) {
+        Ok(x) if x.primitive.dtype() == DType::F32 => Ok(train(conv, bn, act, g, x, &device)),
+        Ok(x) => Err(from_primitive(cast(x).unwrap_or_else(|_| unreachable!("the same type")))),
+        Err(other) => Err(from_primitive(other)),
+    }
+}
+
+/// Inference: the conv, then BatchNorm on its running statistics and SiLU in one pass over the output.
+fn eval<B: Backend>(conv: &Conv2d<B>, bn: &BatchNorm<B>, act: bool, g: ConvGeometry, x: FlexTensor) -> Tensor<B, 4> {
+    let w = param_flex(conv.weight.val());
+    let (x, w) = (contiguous(&x), contiguous(&w));
+    let mut y = vec![0.0f32; g.output_len()];
+    conv::forward(&g, f32s(&x), f32s(&w), &mut y);
+    let c = g.c_out;
+    let (gamma, beta) = (values(bn.gamma.val(), c), values(bn.beta.val(), c));
+    let (mean, var) = (values(bn.running_mean.value(), c), values(bn.running_var.value(), c));
+    let scale: Vec<f32> = (0..c)
+        .map(|i| (f64::from(gamma[i]) / (f64::from(var[i]) + bn.epsilon).sqrt()) as f32)
+        .collect();
+    let shift: Vec<f32> = (0..c).map(|i| beta[i] - mean[i] * scale[i]).collect();
+    bn_act::scale_shift_act_in_place(&mut y, c, g.out_hw(), &scale, &shift, act);
+    let out = flex(y, &[g.batch, c, g.out_h(), g.out_w()]);
+    from_primitive(cast(out).unwrap_or_else(|_| unreachable!("B's primitive is FlexTensor here")))
+}
+
+/// A parameter's burn-flex tensor, whether the model is on `Flex` or `Autodiff<Flex>`.
+fn param_flex<B: Backend, const D: usize>(t: Tensor<B, D>) -> FlexTensor {
+    match cast::<B::FloatTensorPrimitive, FlexTensor>(primitive(t)) {
+        Ok(t) => t,
+        Err(p) => match cast::<B::FloatTensorPrimitive, AdFlexTensor>(p) {
+            Ok(t) => t.primitive,
+            Err(_) => unreachable!("the input was burn-flex, so the model's parameters are too"),
+        },
+    }
+}
+
+fn values<B: Backend>(t: Tensor<B, 1>, len: usize) -> Vec<f32> {
+    to_vec(t).filter(|v| v.len() == len).unwrap_or_else(|| vec![0.0; len])
+}
+
+/// What the backward pass of the fused block needs.
+#[derive(Debug, Clone)]
+struct ConvBnActState {
+    x: FlexTensor,
+    w: FlexTensor,
+    /// The conv output, before BatchNorm.
+    y: Arc<Vec<f32>>,
+    stats: Arc<BatchStats>,
+    gamma: Arc<Vec<f32>>,
+    beta: Arc<Vec<f32>>,
+    geometry: ConvGeometry,
+    act: bool,
+}
+
+#[derive(Debug)]
+struct ConvBnActBackward;
+
+impl Backward<Flex, 4> for ConvBnActBackward {
+    type State = ConvBnActState;
+
+    fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w, node_gamma, node_beta] = ops.parents;
+        let dout = contiguous(&grads.consume::<Flex>(&ops.node));
+        let s = ops.state;
+        let g = s.geometry;
+        let bn = bn_act::backward(&s.y, f32s(&dout), g.c_out, g.out_hw(), &s.stats, &s.gamma, &s.beta, s.act);
+        if let Some(node) = node_gamma {
+            grads.register::<Flex>(node.id, flex(bn.dgamma, &[g.c_out]));
+        }
+        if let Some(node) = node_beta {
+            grads.register::<Flex>(node.id, flex(bn.dbeta, &[g.c_out]));
+        }
+        if let Some(node) = node_x {
+            let mut dx = vec![0.0f32; g.input_len()];
+            conv::backward_input(&g, f32s(&s.w), &bn.dy, &mut dx);
+            grads.register::<Flex>(node.id, flex(dx, &[g.batch, g.c_in, g.h, g.w]));
+        }
+        if let Some(node) = node_w {
+            let mut dw = vec![0.0f32; g.weight_len()];
+            conv::backward_weight(&g, f32s(&s.x), &bn.dy, &mut dw);
+            let shape = s.w.layout().shape().to_vec();
+            grads.register::<Flex>(node.id, flex(dw, &shape));
+        }
+    }
+}
+
+/// Training: batch statistics, the running statistics updated as PyTorch does, and a graph node whose
+/// backward is [`ConvBnActBackward`].
+fn train<B: Backend>(
+    conv: &Conv2d<B>,
+    bn: &BatchNorm<B>,
+    act: bool,
+    g: ConvGeometry,
+    x: AdFlexTensor,
+    device: &B::Device,
+) -> Tensor<B, 4> {
+    let w = match cast::<B::FloatTensorPrimitive, AdFlexTensor>(primitive(conv.weight.val())) {
+        Ok(w) => w,
+        Err(_) => unreachable!("the input was Autodiff<Flex>, so the weight is too"),
+    };
+    let gamma = ad(bn.gamma.val());
+    let beta = ad(bn.beta.val());
+    let (xc, wc) = (contiguous(&x.primitive), contiguous(&w.primitive));
+    let mut y = vec![0.0f32; g.output_len()];
+    conv::forward(&g, f32s(&xc), f32s(&wc), &mut y);
+    let c = g.c_out;
+    let hw = g.out_hw();
+    let stats = bn_act::batch_stats(&y, c, hw, bn.epsilon);
+    let gamma_v = contiguous(&gamma.primitive);
+    let beta_v = contiguous(&beta.primitive);
+    let (gamma_v, beta_v) = (f32s(&gamma_v).to_vec(), f32s(&beta_v).to_vec());
+    let scale: Vec<f32> = (0..c).map(|i| gamma_v[i] * stats.invstd[i]).collect();
+    let shift: Vec<f32> = (0..c).map(|i| beta_v[i] - stats.mean[i] * scale[i]).collect();
+    let mut out = vec![0.0f32; y.len()];
+    bn_act::scale_shift_act(&y, c, hw, &scale, &shift, act, &mut out);
+    let out = flex(out, &[g.batch, c, g.out_h(), g.out_w()]);
+
+    update_running(bn, &stats, device);
+
+    let nodes = [x.node.clone(), w.node.clone(), gamma.node.clone(), beta.node.clone()];
+    let out = match ConvBnActBackward
+        .prepare::<NoCheckpointing>(nodes)
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(
+            ConvBnActState {
+                x: xc,
+                w: wc,
+                y: Arc::new(y),
+                stats: Arc::new(stats),
+                gamma: Arc::new(gamma_v),
+                beta: Arc::new(beta_v),
+                geometry: g,
+                act,
+            },
+            out,
+        ),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    };
+    from_primitive(cast(out).unwrap_or_else(|_| unreachable!("B's primitive is Autodiff<Flex>'s here")))
+}
+
+fn ad<B: Backend>(t: Tensor<B, 1>) -> AdFlexTensor {
+    match cast::<B::FloatTensorPrimitive, AdFlexTensor>(primitive(t)) {
+        Ok(t) => t,
+        Err(_) => unreachable!("the input was Autodiff<Flex>, so the parameters are too"),
+    }
+}
+
+/// PyTorch's update: `running = (1 − m)·running + m·batch`, with the unbiased batch variance.
+fn update_running<B: Backend>(bn: &BatchNorm<B>, stats: &BatchStats, device: &B::Device) {
+    let c = stats.mean.len();
+    let m = bn.momentum as f32;
+    let blend = |running: Vec<f32>, batch: &[f32]| -> Tensor<B, 1> {
+        let v: Vec<f32> = running.iter().zip(batch).map(|(r, b)| (1.0 - m) * r + m * b).collect();
+        Tensor::from_data(TensorData::new(v, [c]), device)
+    };
+    let mean = blend(values(bn.running_mean.value_sync(), c), &stats.mean);
+    let var = blend(values(bn.running_var.value_sync(), c), &stats.unbiased_var());
+    bn.running_mean.update(mean);
+    bn.running_var.update(var);
+}

@@ -1,0 +1,97 @@
+//! Our CPU kernels: the `Conv` block (conv → BatchNorm → SiLU) as one op for burn-flex, forward and backward.
+//!
+//! Burn's stock CPU path spends most of a YOLOv8n train step outside the multiplications: BatchNorm's broadcast
+//! ops walk a strided iterator, and the conv converts layouts around every GEMM (docs/benchmarks.md, issue #6).
+//! [`conv_bn_act`] runs our kernels on burn-flex and Burn's modules everywhere else; `train.kernels = "burn"`
+//! (or [`select`]) keeps the stock path for comparison.
+
+pub mod bn_act;
+pub mod conv;
+mod flex;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use burn::nn::conv::Conv2d;
+use burn::nn::BatchNorm;
+use burn::tensor::activation::silu;
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+
+/// Which implementation runs the `Conv` blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kernels {
+    /// Ours on burn-flex in f32 (src/kernels); Burn's modules on other backends and dtypes.
+    #[default]
+    Fast,
+    /// Burn's `Conv2d`, `BatchNorm` and `silu`, as shipped.
+    Burn,
+}
+
+impl Kernels {
+    pub const WORDS: [&'static str; 2] = ["fast", "burn"];
+
+    pub fn from_word(word: &str) -> Option<Self> {
+        match word {
+            "fast" => Some(Self::Fast),
+            "burn" => Some(Self::Burn),
+            _ => None,
+        }
+    }
+
+    pub fn word(self) -> &'static str {
+        match self {
+            Self::Fast => "fast",
+            Self::Burn => "burn",
+        }
+    }
+}
+
+/// Process-wide, because the model's forward has no place to carry it; set once by the CLI from the config.
+static STOCK: AtomicBool = AtomicBool::new(false);
+
+/// Chooses the implementation for every later [`conv_bn_act`].
+pub fn select(kernels: Kernels) {
+    STOCK.store(kernels == Kernels::Burn, Ordering::Relaxed);
+}
+
+pub fn selected() -> Kernels {
+    if STOCK.load(Ordering::Relaxed) {
+        Kernels::Burn
+    } else {
+        Kernels::Fast
+    }
+}
+
+/// `act(bn(conv(x)))` with the selected kernels. In training (an autodiff backend) BatchNorm uses batch
+/// statistics and updates its running ones; otherwise the running ones.
+///
+/// # Shapes
+/// `[B, c1, H, W]` → `[B, c2, H / s, W / s]`
+pub fn conv_bn_act<B: Backend>(conv: &Conv2d<B>, bn: &BatchNorm<B>, act: bool, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    conv_bn_act_with(selected(), conv, bn, act, x)
+}
+
+/// [`conv_bn_act`] with an explicit choice, for tests that compare the two.
+pub fn conv_bn_act_with<B: Backend>(
+    kernels: Kernels,
+    conv: &Conv2d<B>,
+    bn: &BatchNorm<B>,
+    act: bool,
+    x: Tensor<B, 4>,
+) -> Tensor<B, 4> {
+    let x = match kernels {
+        Kernels::Fast => match flex::try_conv_bn_act(conv, bn, act, x) {
+            Ok(y) => return y,
+            Err(x) => x,
+        },
+        Kernels::Burn => x,
+    };
+    let y = bn.forward(conv.forward(x));
+    if act {
+        silu(y)
+    } else {
+        y
+    }
+}
