@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use yolo_burn::backend::{self, BackendChoice};
 use yolo_burn::bench::loader::LoaderBench;
 use yolo_burn::bench::ModelBench;
-use yolo_burn::config::{Arch, Config, ScaleName, Split};
+use yolo_burn::config::{Arch, Config, Kernels, ScaleName, Split};
 use yolo_burn::data::loader::{Loader, LoaderConfig};
 use yolo_burn::data::preview::render_batch;
 use yolo_burn::data::summary::Summary;
@@ -102,8 +102,11 @@ struct ConfigArgs {
 }
 
 impl ConfigArgs {
+    /// The config, with its `train.kernels` choice applied to every model this process runs.
     fn load(&self) -> Result<Config> {
-        Config::load(&self.config, &self.overrides).map_err(anyhow::Error::from)
+        let config = Config::load(&self.config, &self.overrides)?;
+        yolo_burn::kernels::select(config.train.kernels);
+        Ok(config)
     }
 }
 
@@ -218,6 +221,9 @@ struct BenchArgs {
     /// Backend: cpu (burn-flex), ndarray (feature `ndarray`), cuda[:N] (feature `cuda`).
     #[arg(long, default_value = "cpu")]
     backend: String,
+    /// Conv-block kernels on burn-flex: fast (ours) or burn (stock), as `train.kernels`.
+    #[arg(long, default_value = "fast")]
+    kernels: Kernels,
     /// Print one JSON line instead of a sentence.
     #[arg(long)]
     json: bool,
@@ -304,6 +310,7 @@ fn train(args: &TrainArgs) -> Result<()> {
         }
         None => (args.config.load()?, None),
     };
+    yolo_burn::kernels::select(config.train.kernels);
     if let Some(name) = &args.name {
         config.train.name = name.clone();
     }
@@ -716,6 +723,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
     if args.imgsz == 0 || !args.imgsz.is_multiple_of(32) {
         bail!("--imgsz {} must be a positive multiple of 32", args.imgsz);
     }
+    yolo_burn::kernels::select(args.kernels);
     let job = ModelBench {
         model: YoloConfig::new(args.arch, args.scale, 80),
         imgsz: args.imgsz,
@@ -729,11 +737,12 @@ fn bench(args: &BenchArgs) -> Result<()> {
     } else {
         writeln!(
             out,
-            "{} imgsz {} batch {} on {choice} ({} threads): forward {:.1} ms/img ({:.2} img/s), \
+            "{} imgsz {} batch {} on {choice}, {} kernels ({} threads): forward {:.1} ms/img ({:.2} img/s), \
              forward+backward {:.1} ms/img ({:.2} img/s)",
             result.model,
             result.imgsz,
             result.batch,
+            args.kernels,
             result.threads,
             result.forward_ms_per_img,
             result.forward_img_per_s,

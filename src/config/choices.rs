@@ -143,6 +143,18 @@ choice_enum! {
 }
 
 choice_enum! {
+    /// Which implementation runs the model's `Conv` blocks on the CPU (see `kernels`).
+    #[derive(Default)]
+    pub enum Kernels ("kernels") {
+        /// Ours (src/kernels) on burn-flex in fp32; Burn's modules on other backends and float types.
+        #[default]
+        Fast => "fast",
+        /// Burn's `Conv2d`, `BatchNorm` and `silu` as shipped, for comparison.
+        Burn => "burn",
+    }
+}
+
+choice_enum! {
     /// The optimizer, spelled as in Ultralytics' `optimizer=` (read case-insensitively).
     #[derive(Default)]
     pub enum OptimizerKind ("optimizer") {

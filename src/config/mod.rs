@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
 
 pub use choices::{
-    Arch, CacheMode, ExportFormat, OptimizerKind, ParseChoiceError, Precision, ScaleName, Split,
-    DEVICE_WORDS,
+    Arch, CacheMode, ExportFormat, Kernels, OptimizerKind, ParseChoiceError, Precision, ScaleName,
+    Split, DEVICE_WORDS,
 };
 pub use error::{ConfigError, Origin, Problem, ProblemKind};
 pub use sections::{

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::choices::{Arch, CacheMode, ExportFormat, OptimizerKind, Precision, ScaleName, Split};
+use super::choices::{
+    Arch, CacheMode, ExportFormat, Kernels, OptimizerKind, Precision, ScaleName, Split,
+};
 use super::schema::{KeySpec, Kind, Limit};
 
 /// `[model]`: which network to build and where its first weights come from.
@@ -118,6 +120,9 @@ pub struct TrainSection {
     /// Forward/backward float type: `"fp32"`, `"fp16"` or `"bf16"`. Default `"fp32"`; Ultralytics'
     /// `amp: True` corresponds to `"fp16"` on CUDA.
     pub precision: Precision,
+    /// CPU implementation of the conv blocks: `"fast"` (ours, src/kernels) or `"burn"` (Burn's stock modules).
+    /// Not in Ultralytics. Default `"fast"`.
+    pub kernels: Kernels,
     /// Parent folder of runs: a run writes `<project>/<name>/` (default.yaml: empty, meaning `runs/detect`).
     pub project: PathBuf,
     /// Run folder name under `project`; an existing one gets a numeric suffix unless `exist_ok`
@@ -191,6 +196,7 @@ impl Default for TrainSection {
             workers: 8,
             device: "cpu".to_string(),
             precision: Precision::Fp32,
+            kernels: Kernels::Fast,
             project: PathBuf::from("runs"),
             name: "train".to_string(),
             exist_ok: false,
@@ -230,6 +236,7 @@ impl TrainSection {
         KeySpec::new("workers", Kind::at_least(0)),
         KeySpec::new("device", Kind::Device),
         KeySpec::new("precision", Kind::choice(Precision::NAMES)),
+        KeySpec::new("kernels", Kind::choice(Kernels::NAMES)),
         KeySpec::new("project", Kind::Path),
         KeySpec::new("name", Kind::Text),
         KeySpec::new("exist_ok", Kind::Bool),

@@ -29,7 +29,10 @@ impl BatchStats {
     pub fn unbiased_var(&self) -> Vec<f32> {
         let n = self.count as f64;
         let factor = if self.count > 1 { n / (n - 1.0) } else { 1.0 };
-        self.var.iter().map(|v| (f64::from(*v) * factor) as f32).collect()
+        self.var
+            .iter()
+            .map(|v| (f64::from(*v) * factor) as f32)
+            .collect()
     }
 }
 
@@ -94,7 +97,15 @@ fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f64 {
 
 /// `out = act(y · scale[c] + shift[c])` for every plane; `scale`/`shift` fold BatchNorm (batch or running
 /// statistics) into one multiply-add.
-pub fn scale_shift_act(y: &[f32], channels: usize, hw: usize, scale: &[f32], shift: &[f32], act: bool, out: &mut [f32]) {
+pub fn scale_shift_act(
+    y: &[f32],
+    channels: usize,
+    hw: usize,
+    scale: &[f32],
+    shift: &[f32],
+    act: bool,
+    out: &mut [f32],
+) {
     out.par_chunks_mut(hw)
         .zip(y.par_chunks(hw))
         .enumerate()
@@ -105,7 +116,14 @@ pub fn scale_shift_act(y: &[f32], channels: usize, hw: usize, scale: &[f32], shi
 }
 
 /// In place: `y = act(y · scale[c] + shift[c])`.
-pub fn scale_shift_act_in_place(y: &mut [f32], channels: usize, hw: usize, scale: &[f32], shift: &[f32], act: bool) {
+pub fn scale_shift_act_in_place(
+    y: &mut [f32],
+    channels: usize,
+    hw: usize,
+    scale: &[f32],
+    shift: &[f32],
+    act: bool,
+) {
     y.par_chunks_mut(hw).enumerate().for_each(|(i, y)| {
         let c = i % channels;
         plane_scale_shift_act_in_place(y, scale[c], shift[c], act);
@@ -148,7 +166,16 @@ pub struct BnActGrads {
 
 /// The backward pass of the training-mode forward ([`batch_stats`] then [`scale_shift_act`]), including the
 /// gradient through the batch mean and variance.
-pub fn backward(y: &[f32], dout: &[f32], channels: usize, hw: usize, stats: &BatchStats, gamma: &[f32], beta: &[f32], act: bool) -> BnActGrads {
+pub fn backward(
+    y: &[f32],
+    dout: &[f32],
+    channels: usize,
+    hw: usize,
+    stats: &BatchStats,
+    gamma: &[f32],
+    beta: &[f32],
+    act: bool,
+) -> BnActGrads {
     let mut dy = vec![0.0f32; y.len()];
     // Pass 1: dz = dout · act'(z) into dy, and per-plane Σ dz and Σ dz · x̂.
     let sums: Vec<(f64, f64)> = dy
@@ -158,7 +185,16 @@ pub fn backward(y: &[f32], dout: &[f32], channels: usize, hw: usize, stats: &Bat
         .enumerate()
         .map(|(i, ((dz, y), dout))| {
             let c = i % channels;
-            plane_dz(y, dout, stats.mean[c], stats.invstd[c], gamma[c], beta[c], act, dz)
+            plane_dz(
+                y,
+                dout,
+                stats.mean[c],
+                stats.invstd[c],
+                gamma[c],
+                beta[c],
+                act,
+                dz,
+            )
         })
         .collect();
     let batch = sums.len() / channels.max(1);
@@ -195,7 +231,16 @@ pub fn backward(y: &[f32], dout: &[f32], channels: usize, hw: usize, stats: &Bat
 }
 
 #[allow(clippy::too_many_arguments)]
-fn plane_dz(y: &[f32], dout: &[f32], mean: f32, invstd: f32, gamma: f32, beta: f32, act: bool, dz: &mut [f32]) -> (f64, f64) {
+fn plane_dz(
+    y: &[f32],
+    dout: &[f32],
+    mean: f32,
+    invstd: f32,
+    gamma: f32,
+    beta: f32,
+    act: bool,
+    dz: &mut [f32],
+) -> (f64, f64) {
     if act {
         plane_dz_impl::<true>(y, dout, mean, invstd, gamma, beta, dz)
     } else {
@@ -204,15 +249,31 @@ fn plane_dz(y: &[f32], dout: &[f32], mean: f32, invstd: f32, gamma: f32, beta: f
 }
 
 #[multiversion(targets = "simd")]
-fn plane_dz_impl<const ACT: bool>(y: &[f32], dout: &[f32], mean: f32, invstd: f32, gamma: f32, beta: f32, dz: &mut [f32]) -> (f64, f64) {
+fn plane_dz_impl<const ACT: bool>(
+    y: &[f32],
+    dout: &[f32],
+    mean: f32,
+    invstd: f32,
+    gamma: f32,
+    beta: f32,
+    dz: &mut [f32],
+) -> (f64, f64) {
     let grad = |y: f32, dout: f32| {
         let xhat = (y - mean) * invstd;
-        let g = if ACT { dout * silu_grad(gamma * xhat + beta) } else { dout };
+        let g = if ACT {
+            dout * silu_grad(gamma * xhat + beta)
+        } else {
+            dout
+        };
         (g, xhat)
     };
     let mut s_dz = [0.0f32; 16];
     let mut s_dzx = [0.0f32; 16];
-    for ((y, dout), dz) in y.chunks_exact(16).zip(dout.chunks_exact(16)).zip(dz.chunks_exact_mut(16)) {
+    for ((y, dout), dz) in y
+        .chunks_exact(16)
+        .zip(dout.chunks_exact(16))
+        .zip(dz.chunks_exact_mut(16))
+    {
         for l in 0..16 {
             let (g, xhat) = grad(y[l], dout[l]);
             dz[l] = g;
@@ -283,7 +344,9 @@ mod tests {
     fn values(len: usize, seed: u32) -> Vec<f32> {
         (0..len)
             .map(|i| {
-                let v = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed.wrapping_mul(40_503));
+                let v = (i as u32)
+                    .wrapping_mul(2_654_435_761)
+                    .wrapping_add(seed.wrapping_mul(40_503));
                 ((v >> 8) as f32 / (1u32 << 24) as f32 - 0.3) * 3.0
             })
             .collect()
@@ -294,7 +357,10 @@ mod tests {
         let mut x = -87.0f32;
         while x < 88.0 {
             let (a, b) = (exp(x), x.exp());
-            assert!((a - b).abs() <= 2.5 * f32::EPSILON * b, "exp({x}) = {a}, std {b}");
+            assert!(
+                (a - b).abs() <= 2.5 * f32::EPSILON * b,
+                "exp({x}) = {a}, std {b}"
+            );
             x += 0.013;
         }
         assert!(exp(-1000.0) < 1e-37);
@@ -302,16 +368,31 @@ mod tests {
     }
 
     /// A straightforward f64 BatchNorm+SiLU, and its loss `Σ out · w` for the finite-difference check.
-    fn reference(y: &[f32], c: usize, hw: usize, gamma: &[f32], beta: &[f32], eps: f64, act: bool) -> Vec<f64> {
+    fn reference(
+        y: &[f32],
+        c: usize,
+        hw: usize,
+        gamma: &[f32],
+        beta: &[f32],
+        eps: f64,
+        act: bool,
+    ) -> Vec<f64> {
         let b = y.len() / (c * hw);
         let mut out = vec![0.0f64; y.len()];
         for ch in 0..c {
-            let idx: Vec<usize> = (0..b).flat_map(|bi| (0..hw).map(move |i| (bi * c + ch) * hw + i)).collect();
+            let idx: Vec<usize> = (0..b)
+                .flat_map(|bi| (0..hw).map(move |i| (bi * c + ch) * hw + i))
+                .collect();
             let n = idx.len() as f64;
             let mean = idx.iter().map(|&i| f64::from(y[i])).sum::<f64>() / n;
-            let var = idx.iter().map(|&i| (f64::from(y[i]) - mean).powi(2)).sum::<f64>() / n;
+            let var = idx
+                .iter()
+                .map(|&i| (f64::from(y[i]) - mean).powi(2))
+                .sum::<f64>()
+                / n;
             for &i in &idx {
-                let z = f64::from(gamma[ch]) * (f64::from(y[i]) - mean) / (var + eps).sqrt() + f64::from(beta[ch]);
+                let z = f64::from(gamma[ch]) * (f64::from(y[i]) - mean) / (var + eps).sqrt()
+                    + f64::from(beta[ch]);
                 out[i] = if act { z / (1.0 + (-z).exp()) } else { z };
             }
         }
@@ -333,31 +414,49 @@ mod tests {
             scale_shift_act(&y, c, hw, &scale, &shift, act, &mut out);
             let want = reference(&y, c, hw, &gamma, &beta, eps, act);
             for (a, b) in out.iter().zip(&want) {
-                assert!((f64::from(*a) - b).abs() < 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+                assert!(
+                    (f64::from(*a) - b).abs() < 1e-5 * (1.0 + b.abs()),
+                    "{a} vs {b}"
+                );
             }
             let grads = backward(&y, &w, c, hw, &stats, &gamma, &beta, act);
             let loss = |y: &[f32], gamma: &[f32], beta: &[f32]| -> f64 {
-                reference(y, c, hw, gamma, beta, eps, act).iter().zip(&w).map(|(o, w)| o * f64::from(*w)).sum()
+                reference(y, c, hw, gamma, beta, eps, act)
+                    .iter()
+                    .zip(&w)
+                    .map(|(o, w)| o * f64::from(*w))
+                    .sum()
             };
             let h = 1e-3f32;
             for i in (0..y.len()).step_by(7) {
                 let (mut up, mut down) = (y.clone(), y.clone());
                 up[i] += h;
                 down[i] -= h;
-                let fd = (loss(&up, &gamma, &beta) - loss(&down, &gamma, &beta)) / (2.0 * f64::from(h));
-                assert!((f64::from(grads.dy[i]) - fd).abs() < 2e-3 * (1.0 + fd.abs()), "dy[{i}] {} vs {fd}", grads.dy[i]);
+                let fd =
+                    (loss(&up, &gamma, &beta) - loss(&down, &gamma, &beta)) / (2.0 * f64::from(h));
+                assert!(
+                    (f64::from(grads.dy[i]) - fd).abs() < 2e-3 * (1.0 + fd.abs()),
+                    "dy[{i}] {} vs {fd}",
+                    grads.dy[i]
+                );
             }
             for ch in 0..c {
                 let (mut gu, mut gd) = (gamma.clone(), gamma.clone());
                 gu[ch] += h;
                 gd[ch] -= h;
                 let fd = (loss(&y, &gu, &beta) - loss(&y, &gd, &beta)) / (2.0 * f64::from(h));
-                assert!((f64::from(grads.dgamma[ch]) - fd).abs() < 2e-3 * (1.0 + fd.abs()), "dgamma {ch}");
+                assert!(
+                    (f64::from(grads.dgamma[ch]) - fd).abs() < 2e-3 * (1.0 + fd.abs()),
+                    "dgamma {ch}"
+                );
                 let (mut bu, mut bd) = (beta.clone(), beta.clone());
                 bu[ch] += h;
                 bd[ch] -= h;
                 let fd = (loss(&y, &gamma, &bu) - loss(&y, &gamma, &bd)) / (2.0 * f64::from(h));
-                assert!((f64::from(grads.dbeta[ch]) - fd).abs() < 2e-3 * (1.0 + fd.abs()), "dbeta {ch}");
+                assert!(
+                    (f64::from(grads.dbeta[ch]) - fd).abs() < 2e-3 * (1.0 + fd.abs()),
+                    "dbeta {ch}"
+                );
             }
         }
     }

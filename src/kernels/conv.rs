@@ -58,10 +58,7 @@ impl ConvGeometry {
 
     /// A 1×1, stride-1, unpadded conv reads its input as the im2col matrix itself.
     fn is_pointwise(&self) -> bool {
-        self.kh == 1
-            && self.kw == 1
-            && self.stride == [1, 1]
-            && self.pad == [0, 0]
+        self.kh == 1 && self.kw == 1 && self.stride == [1, 1] && self.pad == [0, 0]
     }
 
     pub fn input_len(&self) -> usize {
@@ -232,26 +229,24 @@ pub fn backward_weight(g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut [f32]) 
     let out_img = g.c_out * g.out_hw();
     let (per_image, par) = split(g.batch);
     if per_image {
-        // One partial sum per rayon split, added at the end: the order of the sum depends only on how rayon
-        // splits `batch` items, which is fixed for a given thread count.
-        let total = x
+        // One product per image, summed in image order: the result does not depend on how rayon schedules
+        // the images, so training is bit-for-bit reproducible (tests/train_resume.rs).
+        let parts: Vec<Vec<f32>> = x
             .par_chunks(in_img)
             .zip(dy.par_chunks(out_img))
-            .fold(
-                || (vec![0.0f32; dw.len()], false),
-                |(mut acc, started), (x_b, dy_b)| {
-                    backward_weight_image(g, x_b, dy_b, &mut acc, started, Parallelism::None);
-                    (acc, true)
-                },
-            )
-            .map(|(acc, _)| acc)
-            .reduce_with(|mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                a
-            });
-        match total {
-            Some(total) => dw.copy_from_slice(&total),
+            .map(|(x_b, dy_b)| {
+                let mut part = vec![0.0f32; dw.len()];
+                backward_weight_image(g, x_b, dy_b, &mut part, false, Parallelism::None);
+                part
+            })
+            .collect();
+        let mut parts = parts.into_iter();
+        match parts.next() {
+            Some(first) => dw.copy_from_slice(&first),
             None => dw.fill(0.0),
+        }
+        for part in parts {
+            dw.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
         }
     } else {
         dw.fill(0.0);
@@ -314,7 +309,11 @@ fn backward_weight_image(
 /// The output columns `ox` whose input column `ox·s + kx − pad` lies in `[0, w)`, as `lo..hi`.
 fn valid_range(out: usize, input: usize, stride: usize, k: usize, pad: usize) -> (usize, usize) {
     // ox·s + k − pad ≥ 0  ⇔  ox ≥ ceil((pad − k) / s)
-    let lo = if pad > k { (pad - k).div_ceil(stride) } else { 0 };
+    let lo = if pad > k {
+        (pad - k).div_ceil(stride)
+    } else {
+        0
+    };
     // ox·s + k − pad ≤ input − 1  ⇔  ox ≤ (input − 1 + pad − k) / s
     let hi = if input + pad > k {
         ((input - 1 + pad - k) / stride + 1).min(out)
@@ -355,7 +354,10 @@ fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32]) {
                     if sx == 1 {
                         out_row[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
                     } else {
-                        for (d, s) in out_row[lo..hi].iter_mut().zip(src[first..].iter().step_by(sx)) {
+                        for (d, s) in out_row[lo..hi]
+                            .iter_mut()
+                            .zip(src[first..].iter().step_by(sx))
+                        {
                             *d = *s;
                         }
                     }
@@ -392,7 +394,10 @@ fn col2im(g: &ConvGeometry, dcol: &[f32], dx: &mut [f32]) {
                     let dst = &mut plane[iy as usize * g.w..][..g.w];
                     let first = lo * sx + kx - px;
                     if sx == 1 {
-                        for (d, s) in dst[first..first + (hi - lo)].iter_mut().zip(&in_row[lo..hi]) {
+                        for (d, s) in dst[first..first + (hi - lo)]
+                            .iter_mut()
+                            .zip(&in_row[lo..hi])
+                        {
                             *d += *s;
                         }
                     } else {
@@ -426,11 +431,13 @@ mod tests {
                                 for kx in 0..g.kw {
                                     let iy = (oy * g.stride[0] + ky) as isize - g.pad[0] as isize;
                                     let ix = (ox * g.stride[1] + kx) as isize - g.pad[1] as isize;
-                                    if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                                    if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize
+                                    {
                                         continue;
                                     }
                                     let c = grp * cin_g + ci;
-                                    let xv = x[((b * g.c_in + c) * g.h + iy as usize) * g.w + ix as usize];
+                                    let xv = x[((b * g.c_in + c) * g.h + iy as usize) * g.w
+                                        + ix as usize];
                                     let wv = w[((co * cin_g + ci) * g.kh + ky) * g.kw + kx];
                                     acc += f64::from(xv) * f64::from(wv);
                                 }
@@ -447,7 +454,9 @@ mod tests {
     fn values(len: usize, seed: u32) -> Vec<f32> {
         (0..len)
             .map(|i| {
-                let v = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed.wrapping_mul(40_503));
+                let v = (i as u32)
+                    .wrapping_mul(2_654_435_761)
+                    .wrapping_add(seed.wrapping_mul(40_503));
                 (v >> 8) as f32 / (1u32 << 24) as f32 - 0.5
             })
             .collect()
@@ -468,11 +477,31 @@ mod tests {
         };
         vec![
             base,
-            ConvGeometry { stride: [2, 2], ..base },
-            ConvGeometry { kh: 1, kw: 1, pad: [0, 0], ..base },
+            ConvGeometry {
+                stride: [2, 2],
+                ..base
+            },
+            ConvGeometry {
+                kh: 1,
+                kw: 1,
+                pad: [0, 0],
+                ..base
+            },
             ConvGeometry { groups: 2, ..base },
-            ConvGeometry { groups: 2, c_out: 4, stride: [2, 2], ..base },
-            ConvGeometry { kh: 5, kw: 5, pad: [2, 2], h: 4, w: 3, ..base },
+            ConvGeometry {
+                groups: 2,
+                c_out: 4,
+                stride: [2, 2],
+                ..base
+            },
+            ConvGeometry {
+                kh: 5,
+                kw: 5,
+                pad: [2, 2],
+                h: 4,
+                w: 3,
+                ..base
+            },
             ConvGeometry { batch: 1, ..base },
         ]
     }
@@ -480,7 +509,10 @@ mod tests {
     fn assert_close(a: &[f32], b: &[f32], what: &str) {
         assert_eq!(a.len(), b.len());
         for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{what}[{i}]: {x} vs {y}");
+            assert!(
+                (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                "{what}[{i}]: {x} vs {y}"
+            );
         }
     }
 
@@ -507,18 +539,31 @@ mod tests {
             let mut dw = vec![f32::NAN; g.weight_len()];
             backward_input(&g, &w, &dy, &mut dx);
             backward_weight(&g, &x, &dy, &mut dw);
-            let dot = |out: &[f32]| -> f64 { out.iter().zip(&dy).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum() };
+            let dot = |out: &[f32]| -> f64 {
+                out.iter()
+                    .zip(&dy)
+                    .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                    .sum()
+            };
             for i in (0..x.len()).step_by(5) {
                 let mut e = vec![0.0; x.len()];
                 e[i] = 1.0;
                 let want = dot(&naive_forward(&g, &e, &w)) as f32;
-                assert!((dx[i] - want).abs() <= 1e-4 * (1.0 + want.abs()), "{g:?} dx[{i}] {} vs {want}", dx[i]);
+                assert!(
+                    (dx[i] - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                    "{g:?} dx[{i}] {} vs {want}",
+                    dx[i]
+                );
             }
             for i in 0..w.len() {
                 let mut e = vec![0.0; w.len()];
                 e[i] = 1.0;
                 let want = dot(&naive_forward(&g, &x, &e)) as f32;
-                assert!((dw[i] - want).abs() <= 1e-4 * (1.0 + want.abs()), "{g:?} dw[{i}] {} vs {want}", dw[i]);
+                assert!(
+                    (dw[i] - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                    "{g:?} dw[{i}] {} vs {want}",
+                    dw[i]
+                );
             }
         }
     }

@@ -71,7 +71,9 @@ fn geometry<B: Backend>(conv: &Conv2d<B>, shape: &[usize]) -> Option<ConvGeometr
     let [batch, c_in, h, w] = <[usize; 4]>::try_from(shape).ok()?;
     let pad = match conv.padding {
         PaddingConfig2d::Valid => [0, 0],
-        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => [top, left],
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
+            [top, left]
+        }
         _ => return None,
     };
     let [c_out, cin_g, kh, kw] = conv.weight.shape().dims::<4>();
@@ -115,25 +117,40 @@ pub fn try_conv_bn_act<B: Backend>(
         Ok(x) if x.dtype() == DType::F32 => {
             return Ok(eval(conv, bn, act, g, x));
         }
-        Ok(x) => return Err(from_primitive(cast(x).unwrap_or_else(|_| unreachable!("the same type")))),
+        Ok(x) => {
+            return Err(from_primitive(
+                cast(x).unwrap_or_else(|_| unreachable!("the same type")),
+            ))
+        }
         Err(other) => other,
     };
     match cast::<B::FloatTensorPrimitive, AdFlexTensor>(x_prim) {
         Ok(x) if x.primitive.dtype() == DType::F32 => Ok(train(conv, bn, act, g, x, &device)),
-        Ok(x) => Err(from_primitive(cast(x).unwrap_or_else(|_| unreachable!("the same type")))),
+        Ok(x) => Err(from_primitive(
+            cast(x).unwrap_or_else(|_| unreachable!("the same type")),
+        )),
         Err(other) => Err(from_primitive(other)),
     }
 }
 
 /// Inference: the conv, then BatchNorm on its running statistics and SiLU in one pass over the output.
-fn eval<B: Backend>(conv: &Conv2d<B>, bn: &BatchNorm<B>, act: bool, g: ConvGeometry, x: FlexTensor) -> Tensor<B, 4> {
+fn eval<B: Backend>(
+    conv: &Conv2d<B>,
+    bn: &BatchNorm<B>,
+    act: bool,
+    g: ConvGeometry,
+    x: FlexTensor,
+) -> Tensor<B, 4> {
     let w = param_flex(conv.weight.val());
     let (x, w) = (contiguous(&x), contiguous(&w));
     let mut y = vec![0.0f32; g.output_len()];
     conv::forward(&g, f32s(&x), f32s(&w), &mut y);
     let c = g.c_out;
     let (gamma, beta) = (values(bn.gamma.val(), c), values(bn.beta.val(), c));
-    let (mean, var) = (values(bn.running_mean.value(), c), values(bn.running_var.value(), c));
+    let (mean, var) = (
+        values(bn.running_mean.value(), c),
+        values(bn.running_var.value(), c),
+    );
     let scale: Vec<f32> = (0..c)
         .map(|i| (f64::from(gamma[i]) / (f64::from(var[i]) + bn.epsilon).sqrt()) as f32)
         .collect();
@@ -155,7 +172,9 @@ fn param_flex<B: Backend, const D: usize>(t: Tensor<B, D>) -> FlexTensor {
 }
 
 fn values<B: Backend>(t: Tensor<B, 1>, len: usize) -> Vec<f32> {
-    to_vec(t).filter(|v| v.len() == len).unwrap_or_else(|| vec![0.0; len])
+    to_vec(t)
+        .filter(|v| v.len() == len)
+        .unwrap_or_else(|| vec![0.0; len])
 }
 
 /// What the backward pass of the fused block needs.
@@ -183,7 +202,16 @@ impl Backward<Flex, 4> for ConvBnActBackward {
         let dout = contiguous(&grads.consume::<Flex>(&ops.node));
         let s = ops.state;
         let g = s.geometry;
-        let bn = bn_act::backward(&s.y, f32s(&dout), g.c_out, g.out_hw(), &s.stats, &s.gamma, &s.beta, s.act);
+        let bn = bn_act::backward(
+            &s.y,
+            f32s(&dout),
+            g.c_out,
+            g.out_hw(),
+            &s.stats,
+            &s.gamma,
+            &s.beta,
+            s.act,
+        );
         if let Some(node) = node_gamma {
             grads.register::<Flex>(node.id, flex(bn.dgamma, &[g.c_out]));
         }
@@ -230,14 +258,21 @@ fn train<B: Backend>(
     let beta_v = contiguous(&beta.primitive);
     let (gamma_v, beta_v) = (f32s(&gamma_v).to_vec(), f32s(&beta_v).to_vec());
     let scale: Vec<f32> = (0..c).map(|i| gamma_v[i] * stats.invstd[i]).collect();
-    let shift: Vec<f32> = (0..c).map(|i| beta_v[i] - stats.mean[i] * scale[i]).collect();
+    let shift: Vec<f32> = (0..c)
+        .map(|i| beta_v[i] - stats.mean[i] * scale[i])
+        .collect();
     let mut out = vec![0.0f32; y.len()];
     bn_act::scale_shift_act(&y, c, hw, &scale, &shift, act, &mut out);
     let out = flex(out, &[g.batch, c, g.out_h(), g.out_w()]);
 
     update_running(bn, &stats, device);
 
-    let nodes = [x.node.clone(), w.node.clone(), gamma.node.clone(), beta.node.clone()];
+    let nodes = [
+        x.node.clone(),
+        w.node.clone(),
+        gamma.node.clone(),
+        beta.node.clone(),
+    ];
     let out = match ConvBnActBackward
         .prepare::<NoCheckpointing>(nodes)
         .compute_bound()
@@ -258,7 +293,9 @@ fn train<B: Backend>(
         ),
         OpsKind::UnTracked(prep) => prep.finish(out),
     };
-    from_primitive(cast(out).unwrap_or_else(|_| unreachable!("B's primitive is Autodiff<Flex>'s here")))
+    from_primitive(
+        cast(out).unwrap_or_else(|_| unreachable!("B's primitive is Autodiff<Flex>'s here")),
+    )
 }
 
 fn ad<B: Backend>(t: Tensor<B, 1>) -> AdFlexTensor {
@@ -273,11 +310,18 @@ fn update_running<B: Backend>(bn: &BatchNorm<B>, stats: &BatchStats, device: &B:
     let c = stats.mean.len();
     let m = bn.momentum as f32;
     let blend = |running: Vec<f32>, batch: &[f32]| -> Tensor<B, 1> {
-        let v: Vec<f32> = running.iter().zip(batch).map(|(r, b)| (1.0 - m) * r + m * b).collect();
+        let v: Vec<f32> = running
+            .iter()
+            .zip(batch)
+            .map(|(r, b)| (1.0 - m) * r + m * b)
+            .collect();
         Tensor::from_data(TensorData::new(v, [c]), device)
     };
     let mean = blend(values(bn.running_mean.value_sync(), c), &stats.mean);
-    let var = blend(values(bn.running_var.value_sync(), c), &stats.unbiased_var());
+    let var = blend(
+        values(bn.running_var.value_sync(), c),
+        &stats.unbiased_var(),
+    );
     bn.running_mean.update(mean);
     bn.running_var.update(var);
 }

@@ -16,37 +16,8 @@ use burn::nn::BatchNorm;
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
-use serde::{Deserialize, Serialize};
 
-/// Which implementation runs the `Conv` blocks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kernels {
-    /// Ours on burn-flex in f32 (src/kernels); Burn's modules on other backends and dtypes.
-    #[default]
-    Fast,
-    /// Burn's `Conv2d`, `BatchNorm` and `silu`, as shipped.
-    Burn,
-}
-
-impl Kernels {
-    pub const WORDS: [&'static str; 2] = ["fast", "burn"];
-
-    pub fn from_word(word: &str) -> Option<Self> {
-        match word {
-            "fast" => Some(Self::Fast),
-            "burn" => Some(Self::Burn),
-            _ => None,
-        }
-    }
-
-    pub fn word(self) -> &'static str {
-        match self {
-            Self::Fast => "fast",
-            Self::Burn => "burn",
-        }
-    }
-}
+pub use crate::config::Kernels;
 
 /// Process-wide, because the model's forward has no place to carry it; set once by the CLI from the config.
 static STOCK: AtomicBool = AtomicBool::new(false);
@@ -69,7 +40,12 @@ pub fn selected() -> Kernels {
 ///
 /// # Shapes
 /// `[B, c1, H, W]` → `[B, c2, H / s, W / s]`
-pub fn conv_bn_act<B: Backend>(conv: &Conv2d<B>, bn: &BatchNorm<B>, act: bool, x: Tensor<B, 4>) -> Tensor<B, 4> {
+pub fn conv_bn_act<B: Backend>(
+    conv: &Conv2d<B>,
+    bn: &BatchNorm<B>,
+    act: bool,
+    x: Tensor<B, 4>,
+) -> Tensor<B, 4> {
     conv_bn_act_with(selected(), conv, bn, act, x)
 }
 

@@ -1,0 +1,299 @@
+//! Our conv-block kernels (src/kernels) against Burn's stock `Conv2d` → `BatchNorm` → `silu`, on burn-flex:
+//! outputs, the four gradients, the running statistics, and inference, over a grid of shapes, strides, groups
+//! and batch sizes.
+//!
+//! Tolerance: `max |ours − stock| ≤ 1e-4 · max |stock|` per tensor (the summation orders differ: im2col GEMM
+//! and two-pass statistics here, NHWC GEMM and broadcast ops there).
+
+use burn::backend::Autodiff;
+use burn::module::{AutodiffModule, Param, RunningState};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+use yolo_burn::backend::Cpu;
+use yolo_burn::kernels::{conv_bn_act_with, Kernels};
+use yolo_burn::model::conv::{Conv, ConvConfig};
+
+type Ad = Autodiff<Cpu>;
+
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    batch: usize,
+    c1: usize,
+    c2: usize,
+    k: usize,
+    s: usize,
+    g: usize,
+    hw: [usize; 2],
+    act: bool,
+}
+
+fn cases() -> Vec<Case> {
+    let base = Case {
+        batch: 2,
+        c1: 8,
+        c2: 16,
+        k: 3,
+        s: 1,
+        g: 1,
+        hw: [12, 10],
+        act: true,
+    };
+    vec![
+        base,
+        Case { s: 2, ..base },
+        Case { k: 1, ..base },
+        Case {
+            k: 1,
+            act: false,
+            batch: 3,
+            ..base
+        },
+        Case {
+            batch: 1,
+            hw: [7, 9],
+            s: 2,
+            ..base
+        },
+        Case {
+            batch: 5,
+            c1: 3,
+            c2: 16,
+            hw: [16, 16],
+            s: 2,
+            ..base
+        },
+        // YOLO11's DWConv: groups = gcd(c1, c2).
+        Case {
+            c1: 16,
+            c2: 16,
+            g: 16,
+            ..base
+        },
+        Case {
+            c1: 8,
+            c2: 16,
+            g: 8,
+            s: 2,
+            ..base
+        },
+        Case {
+            g: 2,
+            act: false,
+            ..base
+        },
+        // SPPF/C2f sizes at the bottom of the pyramid.
+        Case {
+            batch: 4,
+            c1: 32,
+            c2: 64,
+            hw: [2, 2],
+            ..base
+        },
+        Case {
+            batch: 3,
+            c1: 24,
+            c2: 8,
+            k: 5,
+            hw: [6, 5],
+            ..base
+        },
+    ]
+}
+
+/// Uniform values in `[lo, hi)` from a hash of `(seed, index)`: the backend's RNG is global, and the tests of
+/// this file run on parallel threads.
+fn pseudo<B: Backend, const D: usize>(
+    shape: [usize; D],
+    seed: u64,
+    lo: f32,
+    hi: f32,
+    device: &B::Device,
+) -> Tensor<B, D> {
+    let len = shape.iter().product::<usize>();
+    let v: Vec<f32> = (0..len as u64)
+        .map(|i| {
+            let h =
+                (i ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            let h = (h ^ (h >> 31)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            lo + (hi - lo) * ((h >> 40) as f32 / (1u64 << 24) as f32)
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(v, shape), device)
+}
+
+/// A `Conv` with pseudo-random weights, BatchNorm affine and running statistics: the same for the same seed.
+fn block<B: Backend>(case: Case, seed: u64, device: &B::Device) -> Conv<B> {
+    let mut config = ConvConfig::new(case.c1, case.c2, case.k, case.s).with_groups(case.g);
+    if !case.act {
+        config = config.linear();
+    }
+    let mut conv = config.init::<B>(device);
+    let c = case.c2;
+    let bound = 1.0 / ((case.c1 / case.g * case.k * case.k) as f32).sqrt();
+    let w_shape = [c, case.c1 / case.g, case.k, case.k];
+    conv.conv.weight = Param::from_tensor(pseudo(w_shape, seed, -bound, bound, device));
+    conv.bn.gamma = Param::from_tensor(pseudo([c], seed + 1, 0.5, 1.5, device));
+    conv.bn.beta = Param::from_tensor(pseudo([c], seed + 2, -0.5, 0.5, device));
+    conv.bn.running_mean = RunningState::new(pseudo([c], seed + 3, -0.2, 0.2, device));
+    conv.bn.running_var = RunningState::new(pseudo([c], seed + 4, 0.5, 2.0, device));
+    conv
+}
+
+fn input<B: Backend>(case: Case, device: &B::Device) -> Tensor<B, 4> {
+    let [h, w] = case.hw;
+    pseudo([case.batch, case.c1, h, w], 1234, -2.0, 2.0, device)
+}
+
+fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data().to_vec::<f32>().unwrap()
+}
+
+fn assert_close(ours: &[f32], stock: &[f32], what: &str, case: Case) {
+    assert_eq!(ours.len(), stock.len(), "{what} {case:?}");
+    let scale = stock.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12);
+    let err = ours
+        .iter()
+        .zip(stock)
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        ours.iter().all(|v| v.is_finite()) && err <= 1e-4 * scale,
+        "{what} {case:?}: max abs diff {err:e} vs max |stock| {scale:e}"
+    );
+}
+
+/// Output, d/dx, d/dw, d/dgamma, d/dbeta of `Σ out · r` for a fixed random `r`, and the running statistics.
+struct Trained {
+    out: Vec<f32>,
+    dx: Vec<f32>,
+    dw: Vec<f32>,
+    dgamma: Vec<f32>,
+    dbeta: Vec<f32>,
+    running_mean: Vec<f32>,
+    running_var: Vec<f32>,
+}
+
+fn train_step(kernels: Kernels, case: Case, x: Tensor<Ad, 4>) -> Trained {
+    let device = Default::default();
+    let conv = block::<Ad>(case, 7, &device);
+    let x = x.require_grad();
+    let out = conv_bn_act_with(kernels, &conv.conv, &conv.bn, conv.act, x.clone());
+    let r = pseudo::<Ad, 4>(out.dims(), 99, -1.0, 1.0, &device);
+    let grads = (out.clone() * r).sum().backward();
+    let grad = |t: Tensor<Ad, 1>| values(t.grad(&grads).expect("a gradient"));
+    Trained {
+        out: values(out),
+        dx: values(x.grad(&grads).expect("d/dx")),
+        dw: values(conv.conv.weight.val().grad(&grads).expect("d/dw")),
+        dgamma: grad(conv.bn.gamma.val()),
+        dbeta: grad(conv.bn.beta.val()),
+        running_mean: values(conv.bn.running_mean.value_sync()),
+        running_var: values(conv.bn.running_var.value_sync()),
+    }
+}
+
+#[test]
+fn training_forward_and_gradients_match_burn() {
+    let device = Default::default();
+    for case in cases() {
+        let x = input::<Ad>(case, &device);
+        let ours = train_step(Kernels::Fast, case, x.clone());
+        let stock = train_step(Kernels::Burn, case, x);
+        assert_close(&ours.out, &stock.out, "out", case);
+        assert_close(&ours.dx, &stock.dx, "d/dx", case);
+        assert_close(&ours.dw, &stock.dw, "d/dw", case);
+        assert_close(&ours.dgamma, &stock.dgamma, "d/dgamma", case);
+        assert_close(&ours.dbeta, &stock.dbeta, "d/dbeta", case);
+        assert_close(
+            &ours.running_mean,
+            &stock.running_mean,
+            "running_mean",
+            case,
+        );
+        // PyTorch (and we) feed the unbiased batch variance to the running estimate; Burn feeds the biased one.
+        // running = 0.97·r0 + 0.03·var, so undo Burn's blend, rescale its var by N/(N−1), and blend again.
+        let conv = block::<Cpu>(case, 7, &device);
+        let r0 = values(conv.bn.running_var.value());
+        let [h, w] = case.hw;
+        let pad = case.k / 2;
+        let count = case.batch
+            * ((h + 2 * pad - case.k) / case.s + 1)
+            * ((w + 2 * pad - case.k) / case.s + 1);
+        let unbias = count as f32 / (count as f32 - 1.0).max(1.0);
+        let expected: Vec<f32> = stock
+            .running_var
+            .iter()
+            .zip(&r0)
+            .map(|(s, r0)| {
+                let var = (s - 0.97 * r0) / 0.03;
+                0.97 * r0 + 0.03 * var * unbias
+            })
+            .collect();
+        assert_close(&ours.running_var, &expected, "running_var", case);
+    }
+}
+
+#[test]
+fn inference_matches_burn() {
+    let device = Default::default();
+    for case in cases() {
+        let conv = block::<Cpu>(case, 11, &device);
+        let x = input::<Cpu>(case, &device);
+        let run = |k| {
+            values(conv_bn_act_with(
+                k,
+                &conv.conv,
+                &conv.bn,
+                conv.act,
+                x.clone(),
+            ))
+        };
+        assert_close(&run(Kernels::Fast), &run(Kernels::Burn), "eval out", case);
+        // The inner model of an autodiff one (what validation runs) takes the same path.
+        let ad = block::<Ad>(case, 11, &device).valid();
+        let run_valid = |k| values(conv_bn_act_with(k, &ad.conv, &ad.bn, ad.act, x.clone()));
+        assert_close(
+            &run_valid(Kernels::Fast),
+            &run_valid(Kernels::Burn),
+            "valid() out",
+            case,
+        );
+    }
+}
+
+/// A channel slice of a wider tensor (what C2f's `chunk` hands the next conv) is not contiguous in memory.
+#[test]
+fn strided_input_matches_burn() {
+    let device = Default::default();
+    let case = Case {
+        batch: 3,
+        c1: 8,
+        c2: 8,
+        k: 3,
+        s: 1,
+        g: 1,
+        hw: [9, 11],
+        act: true,
+    };
+    let wide = pseudo::<Cpu, 4>([3, 16, 9, 11], 5, -2.0, 2.0, &device);
+    let x = wide.narrow(1, 8, 8);
+    let conv = block::<Cpu>(case, 3, &device);
+    let run = |k| {
+        values(conv_bn_act_with(
+            k,
+            &conv.conv,
+            &conv.bn,
+            conv.act,
+            x.clone(),
+        ))
+    };
+    assert_close(
+        &run(Kernels::Fast),
+        &run(Kernels::Burn),
+        "strided eval out",
+        case,
+    );
+    let ours = train_step(Kernels::Fast, case, Tensor::from_inner(x.clone()));
+    let stock = train_step(Kernels::Burn, case, Tensor::from_inner(x));
+    assert_close(&ours.dx, &stock.dx, "strided d/dx", case);
+    assert_close(&ours.dw, &stock.dw, "strided d/dw", case);
+}
