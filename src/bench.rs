@@ -1,6 +1,7 @@
 //! `yolo-burn bench`: forward and forward+backward throughput of a model on a backend. Timings belong here
 //! and in docs/benchmarks.md, never in tests.
 
+pub mod conv_stack;
 pub mod loader;
 
 use std::time::Instant;

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use yolo_burn::backend::{self, BackendChoice};
 use yolo_burn::bench::loader::LoaderBench;
 use yolo_burn::bench::ModelBench;
-use yolo_burn::config::{Arch, Config, Kernels, ScaleName, Split};
+use yolo_burn::config::{Arch, Config, Kernels, Precision, ScaleName, Split};
 use yolo_burn::data::loader::{Loader, LoaderConfig};
 use yolo_burn::data::preview::render_batch;
 use yolo_burn::data::summary::Summary;
@@ -233,6 +233,29 @@ struct BenchArgs {
 enum BenchCommand {
     /// Training-loader images/s with mosaic and the default augmentations, on a YOLO-txt image folder.
     Loader(LoaderBenchArgs),
+    /// GFLOP/s of 13 Conv blocks with YOLOv8n's backbone widths (issue #6's yardstick).
+    Conv(ConvBenchArgs),
+}
+
+#[derive(Args, Debug)]
+struct ConvBenchArgs {
+    #[arg(long, default_value_t = 320)]
+    imgsz: usize,
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Float type of the weights and activations: fp32, fp16 or bf16.
+    #[arg(long, default_value = "fp32")]
+    precision: Precision,
+    /// Conv-block kernels: fast (ours) or burn (stock).
+    #[arg(long, default_value = "fast")]
+    kernels: Kernels,
+    #[arg(long, default_value_t = 3)]
+    iters: usize,
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Print one JSON line instead of a sentence.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -289,6 +312,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Info(args) => info(&args),
         Command::Bench(args) => match &args.what {
             Some(BenchCommand::Loader(loader)) => bench_loader(loader),
+            Some(BenchCommand::Conv(conv)) => bench_conv(conv),
             None => bench(&args),
         },
         Command::Data(args) => match args.command {
@@ -361,6 +385,42 @@ fn data_preview(args: &PreviewArgs) -> Result<()> {
 }
 
 /// `bench loader`: images/s of the training loader.
+fn bench_conv(args: &ConvBenchArgs) -> Result<()> {
+    if args.imgsz < 64 {
+        bail!(
+            "--imgsz {} is too small for 6 stride-2 convs; use 64 or more",
+            args.imgsz
+        );
+    }
+    yolo_burn::kernels::select(args.kernels);
+    let job = yolo_burn::bench::conv_stack::ConvStackBench {
+        imgsz: args.imgsz,
+        batch: args.batch.max(1),
+        precision: args.precision,
+        warmup: args.warmup,
+        iters: args.iters.max(1),
+    };
+    let r = backend::dispatch(BackendChoice::Flex, job)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!(
+            "conv stack ({:.3} GMAC/img) imgsz {} batch {} {} {} kernels ({} threads): forward {:.1} GFLOP/s \
+             ({:.1} img/s), forward+backward {:.2} img/s",
+            r.gmac_per_img,
+            r.imgsz,
+            r.batch,
+            r.precision,
+            args.kernels,
+            r.threads,
+            r.forward_gflops,
+            r.forward_img_per_s,
+            r.train_img_per_s
+        );
+    }
+    Ok(())
+}
+
 fn bench_loader(args: &LoaderBenchArgs) -> Result<()> {
     let job = LoaderBench {
         dataset: args.data.clone(),

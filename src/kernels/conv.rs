@@ -102,18 +102,29 @@ fn split(batch: usize) -> (bool, Parallelism) {
 /// `out[b] = w · im2col(x[b])`: `out` is `[B, c_out, oh·ow]`, `w` is `[c_out, c_in/groups, kh, kw]`.
 pub fn forward(g: &ConvGeometry, x: &[f32], w: &[f32], out: &mut [f32]) {
     debug_assert_eq!(x.len(), g.input_len());
+    forward_strided(g, x, g.c_in * g.h * g.w, w, out);
+}
+
+/// [`forward`] on images `x[b · batch_stride..][..c_in·h·w]`: a channel slice of a wider NCHW tensor (what
+/// C2f's `chunk` produces) is read in place instead of copied.
+pub fn forward_strided(
+    g: &ConvGeometry,
+    x: &[f32],
+    batch_stride: usize,
+    w: &[f32],
+    out: &mut [f32],
+) {
     debug_assert_eq!(w.len(), g.weight_len());
     debug_assert_eq!(out.len(), g.output_len());
     let in_img = g.c_in * g.h * g.w;
+    let image = |b: usize| &x[b * batch_stride..][..in_img];
     let out_img = g.c_out * g.out_hw();
     let (per_image, par) = split(g.batch);
-    let one = |(x_b, out_b): (&[f32], &mut [f32])| forward_image(g, x_b, w, out_b, par);
+    let one = |(b, out_b): (usize, &mut [f32])| forward_image(g, image(b), w, out_b, par);
     if per_image {
-        x.par_chunks(in_img)
-            .zip(out.par_chunks_mut(out_img))
-            .for_each(one);
+        out.par_chunks_mut(out_img).enumerate().for_each(one);
     } else {
-        x.chunks(in_img).zip(out.chunks_mut(out_img)).for_each(one);
+        out.chunks_mut(out_img).enumerate().for_each(one);
     }
 }
 
@@ -224,19 +235,32 @@ fn backward_input_image(g: &ConvGeometry, w: &[f32], dy: &[f32], dx: &mut [f32],
 
 /// `dw = Σ_b dy[b] · im2col(x[b])ᵀ`, written (not accumulated) into `dw`.
 pub fn backward_weight(g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+    debug_assert_eq!(x.len(), g.input_len());
+    backward_weight_strided(g, x, g.c_in * g.h * g.w, dy, dw);
+}
+
+/// [`backward_weight`] on images `x[b · batch_stride..]`, as [`forward_strided`].
+pub fn backward_weight_strided(
+    g: &ConvGeometry,
+    x: &[f32],
+    batch_stride: usize,
+    dy: &[f32],
+    dw: &mut [f32],
+) {
     debug_assert_eq!(dw.len(), g.weight_len());
     let in_img = g.c_in * g.h * g.w;
+    let image = |b: usize| &x[b * batch_stride..][..in_img];
     let out_img = g.c_out * g.out_hw();
     let (per_image, par) = split(g.batch);
     if per_image {
         // One product per image, summed in image order: the result does not depend on how rayon schedules
         // the images, so training is bit-for-bit reproducible (tests/train_resume.rs).
-        let parts: Vec<Vec<f32>> = x
-            .par_chunks(in_img)
-            .zip(dy.par_chunks(out_img))
-            .map(|(x_b, dy_b)| {
+        let parts: Vec<Vec<f32>> = dy
+            .par_chunks(out_img)
+            .enumerate()
+            .map(|(b, dy_b)| {
                 let mut part = vec![0.0f32; dw.len()];
-                backward_weight_image(g, x_b, dy_b, &mut part, false, Parallelism::None);
+                backward_weight_image(g, image(b), dy_b, &mut part, false, Parallelism::None);
                 part
             })
             .collect();
@@ -250,8 +274,8 @@ pub fn backward_weight(g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut [f32]) 
         }
     } else {
         dw.fill(0.0);
-        for (b, (x_b, dy_b)) in x.chunks(in_img).zip(dy.chunks(out_img)).enumerate() {
-            backward_weight_image(g, x_b, dy_b, dw, b > 0, par);
+        for (b, dy_b) in dy.chunks(out_img).enumerate() {
+            backward_weight_image(g, image(b), dy_b, dw, b > 0, par);
         }
     }
 }

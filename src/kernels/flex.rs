@@ -2,9 +2,15 @@
 //! `Autodiff<Flex>`: Burn's backend-extension pattern, reached without changing the model's `B: Backend` bounds.
 //!
 //! Why downcast: the model is generic over any backend, and only burn-flex (plain, or under autodiff) has these
-//! kernels. [`try_conv_bn_act`] looks at the concrete tensor primitive behind `B`; when it is burn-flex's, in
-//! `f32`, with a geometry the kernels cover, it runs them, and otherwise hands the tensors back untouched for
-//! the stock path.
+//! kernels. [`try_conv_bn_act`] looks at the concrete tensor primitive behind `B`; when it is burn-flex's, with
+//! a geometry the kernels cover, it runs them, and otherwise hands the tensors back untouched for the stock
+//! path.
+//!
+//! Half precision: `f16` and `bf16` tensors are widened to `f32` at the op's boundary, computed with `f32`
+//! accumulation, and the output and gradients narrowed back to the caller's types. This CPU has neither
+//! AVX512-FP16 nor AMX (see /proc/cpuinfo and docs/benchmarks.md), and the `gemm` crate multiplies `f16` by
+//! widening to `f32` inside its packing anyway, so no half-precision GEMM here can beat the `f32` one; the win
+//! is over burn-flex's own `f16` path, which is slower than its `f32` one.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -17,7 +23,8 @@ use burn::backend::Autodiff;
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::tensor::backend::{Backend, BackendTypes};
-use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::ops::FloatTensorOps;
+use burn::tensor::{DType, FloatDType, Tensor, TensorData, TensorPrimitive};
 use burn_flex::{Flex, FlexTensor};
 
 use super::bn_act::{self, BatchStats};
@@ -46,9 +53,53 @@ fn from_primitive<B: Backend, const D: usize>(p: B::FloatTensorPrimitive) -> Ten
     Tensor::from_primitive(TensorPrimitive::Float(p))
 }
 
-/// A contiguous `f32` copy-free view where possible (a contiguous tensor starting at offset 0).
+/// A contiguous `f32` tensor: no copy when it already is one.
 fn contiguous(t: &FlexTensor) -> FlexTensor {
-    t.to_contiguous()
+    widen(t.to_contiguous())
+}
+
+/// The float types the kernels take: `f32`, and the half types they widen.
+fn supported(dtype: DType) -> bool {
+    matches!(dtype, DType::F32 | DType::F16 | DType::BF16)
+}
+
+fn widen(t: FlexTensor) -> FlexTensor {
+    match t.dtype() {
+        DType::F32 => t,
+        _ => Flex::float_cast(t, FloatDType::F32),
+    }
+}
+
+/// `t` (f32) in `dtype`.
+fn narrow_to(t: FlexTensor, dtype: DType) -> FlexTensor {
+    match dtype {
+        DType::F16 => Flex::float_cast(t, FloatDType::F16),
+        DType::BF16 => Flex::float_cast(t, FloatDType::BF16),
+        _ => t,
+    }
+}
+
+/// An NCHW `f32` tensor whose images are contiguous but may sit apart (a channel slice): the tensor itself
+/// and the distance between images, or a contiguous copy when the layout is anything else.
+fn batch_strided(t: &FlexTensor) -> (FlexTensor, usize) {
+    let layout = t.layout();
+    let dims = layout.shape().to_vec();
+    let strides = layout.strides();
+    if t.dtype() == DType::F32 && dims.len() == 4 {
+        let [_, c, h, w] = [dims[0], dims[1], dims[2], dims[3]];
+        let inner = strides[3] == 1 && strides[2] == w as isize && strides[1] == (h * w) as isize;
+        if inner && strides[0] >= (c * h * w) as isize {
+            return (t.clone(), strides[0] as usize);
+        }
+    }
+    let t = contiguous(t);
+    let stride = dims.iter().skip(1).product();
+    (t, stride)
+}
+
+/// From the tensor's first element to the end of its storage (for [`batch_strided`] views).
+fn f32s_from_start(t: &FlexTensor) -> &[f32] {
+    &t.storage::<f32>()[t.layout().start_offset()..]
 }
 
 fn f32s(t: &FlexTensor) -> &[f32] {
@@ -114,7 +165,7 @@ pub fn try_conv_bn_act<B: Backend>(
     let device = x.device();
     let x_prim = primitive(x);
     let x_prim = match cast::<B::FloatTensorPrimitive, FlexTensor>(x_prim) {
-        Ok(x) if x.dtype() == DType::F32 => {
+        Ok(x) if supported(x.dtype()) => {
             return Ok(eval(conv, bn, act, g, x));
         }
         Ok(x) => {
@@ -125,7 +176,7 @@ pub fn try_conv_bn_act<B: Backend>(
         Err(other) => other,
     };
     match cast::<B::FloatTensorPrimitive, AdFlexTensor>(x_prim) {
-        Ok(x) if x.primitive.dtype() == DType::F32 => Ok(train(conv, bn, act, g, x, &device)),
+        Ok(x) if supported(x.primitive.dtype()) => Ok(train(conv, bn, act, g, x, &device)),
         Ok(x) => Err(from_primitive(
             cast(x).unwrap_or_else(|_| unreachable!("the same type")),
         )),
@@ -141,10 +192,11 @@ fn eval<B: Backend>(
     g: ConvGeometry,
     x: FlexTensor,
 ) -> Tensor<B, 4> {
-    let w = param_flex(conv.weight.val());
-    let (x, w) = (contiguous(&x), contiguous(&w));
+    let dtype = x.dtype();
+    let w = contiguous(&param_flex(conv.weight.val()));
+    let (x, x_stride) = batch_strided(&x);
     let mut y = vec![0.0f32; g.output_len()];
-    conv::forward(&g, f32s(&x), f32s(&w), &mut y);
+    conv::forward_strided(&g, f32s_from_start(&x), x_stride, f32s(&w), &mut y);
     let c = g.c_out;
     let (gamma, beta) = (values(bn.gamma.val(), c), values(bn.beta.val(), c));
     let (mean, var) = (
@@ -156,7 +208,7 @@ fn eval<B: Backend>(
         .collect();
     let shift: Vec<f32> = (0..c).map(|i| beta[i] - mean[i] * scale[i]).collect();
     bn_act::scale_shift_act_in_place(&mut y, c, g.out_hw(), &scale, &shift, act);
-    let out = flex(y, &[g.batch, c, g.out_h(), g.out_w()]);
+    let out = narrow_to(flex(y, &[g.batch, c, g.out_h(), g.out_w()]), dtype);
     from_primitive(cast(out).unwrap_or_else(|_| unreachable!("B's primitive is FlexTensor here")))
 }
 
@@ -180,7 +232,9 @@ fn values<B: Backend>(t: Tensor<B, 1>, len: usize) -> Vec<f32> {
 /// What the backward pass of the fused block needs.
 #[derive(Debug, Clone)]
 struct ConvBnActState {
+    /// The input, read as [`batch_strided`] says.
     x: FlexTensor,
+    x_stride: usize,
     w: FlexTensor,
     /// The conv output, before BatchNorm.
     y: Arc<Vec<f32>>,
@@ -189,6 +243,8 @@ struct ConvBnActState {
     beta: Arc<Vec<f32>>,
     geometry: ConvGeometry,
     act: bool,
+    /// The caller's float types of x, w and the BatchNorm affine, for the gradients.
+    dtypes: [DType; 3],
 }
 
 #[derive(Debug)]
@@ -202,6 +258,7 @@ impl Backward<Flex, 4> for ConvBnActBackward {
         let dout = contiguous(&grads.consume::<Flex>(&ops.node));
         let s = ops.state;
         let g = s.geometry;
+        let [x_dtype, w_dtype, bn_dtype] = s.dtypes;
         let bn = bn_act::backward(
             &s.y,
             f32s(&dout),
@@ -213,21 +270,24 @@ impl Backward<Flex, 4> for ConvBnActBackward {
             s.act,
         );
         if let Some(node) = node_gamma {
-            grads.register::<Flex>(node.id, flex(bn.dgamma, &[g.c_out]));
+            grads.register::<Flex>(node.id, narrow_to(flex(bn.dgamma, &[g.c_out]), bn_dtype));
         }
         if let Some(node) = node_beta {
-            grads.register::<Flex>(node.id, flex(bn.dbeta, &[g.c_out]));
+            grads.register::<Flex>(node.id, narrow_to(flex(bn.dbeta, &[g.c_out]), bn_dtype));
         }
         if let Some(node) = node_x {
             let mut dx = vec![0.0f32; g.input_len()];
             conv::backward_input(&g, f32s(&s.w), &bn.dy, &mut dx);
-            grads.register::<Flex>(node.id, flex(dx, &[g.batch, g.c_in, g.h, g.w]));
+            grads.register::<Flex>(
+                node.id,
+                narrow_to(flex(dx, &[g.batch, g.c_in, g.h, g.w]), x_dtype),
+            );
         }
         if let Some(node) = node_w {
             let mut dw = vec![0.0f32; g.weight_len()];
-            conv::backward_weight(&g, f32s(&s.x), &bn.dy, &mut dw);
+            conv::backward_weight_strided(&g, f32s_from_start(&s.x), s.x_stride, &bn.dy, &mut dw);
             let shape = s.w.layout().shape().to_vec();
-            grads.register::<Flex>(node.id, flex(dw, &shape));
+            grads.register::<Flex>(node.id, narrow_to(flex(dw, &shape), w_dtype));
         }
     }
 }
@@ -248,9 +308,15 @@ fn train<B: Backend>(
     };
     let gamma = ad(bn.gamma.val());
     let beta = ad(bn.beta.val());
-    let (xc, wc) = (contiguous(&x.primitive), contiguous(&w.primitive));
+    let dtypes = [
+        x.primitive.dtype(),
+        w.primitive.dtype(),
+        gamma.primitive.dtype(),
+    ];
+    let (xc, x_stride) = batch_strided(&x.primitive);
+    let wc = contiguous(&w.primitive);
     let mut y = vec![0.0f32; g.output_len()];
-    conv::forward(&g, f32s(&xc), f32s(&wc), &mut y);
+    conv::forward_strided(&g, f32s_from_start(&xc), x_stride, f32s(&wc), &mut y);
     let c = g.c_out;
     let hw = g.out_hw();
     let stats = bn_act::batch_stats(&y, c, hw, bn.epsilon);
@@ -263,7 +329,7 @@ fn train<B: Backend>(
         .collect();
     let mut out = vec![0.0f32; y.len()];
     bn_act::scale_shift_act(&y, c, hw, &scale, &shift, act, &mut out);
-    let out = flex(out, &[g.batch, c, g.out_h(), g.out_w()]);
+    let out = narrow_to(flex(out, &[g.batch, c, g.out_h(), g.out_w()]), dtypes[0]);
 
     update_running(bn, &stats, device);
 
@@ -281,6 +347,7 @@ fn train<B: Backend>(
         OpsKind::Tracked(prep) => prep.finish(
             ConvBnActState {
                 x: xc,
+                x_stride,
                 w: wc,
                 y: Arc::new(y),
                 stats: Arc::new(stats),
@@ -288,6 +355,7 @@ fn train<B: Backend>(
                 beta: Arc::new(beta_v),
                 geometry: g,
                 act,
+                dtypes,
             },
             out,
         ),
