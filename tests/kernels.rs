@@ -7,10 +7,11 @@
 
 use burn::backend::Autodiff;
 use burn::module::{AutodiffModule, Param, RunningState};
+use burn::nn::conv::Conv2dConfig;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
 use yolo_burn::backend::Cpu;
-use yolo_burn::kernels::{conv_bn_act_with, Kernels};
+use yolo_burn::kernels::{conv2d_with, conv_bn_act_with, Kernels};
 use yolo_burn::model::conv::{Conv, ConvConfig};
 
 type Ad = Autodiff<Cpu>;
@@ -355,5 +356,54 @@ fn half_precision_is_within_1e_2_of_f32() {
             assert_eq!(out.dtype(), dtype);
             assert_within(1e-2, &values(out), &full, &what("eval out"), case);
         }
+    }
+}
+
+/// The Detect head's last convs: 1×1 with a bias, no BatchNorm; output and the three gradients, and inference.
+#[test]
+fn conv_with_bias_matches_burn() {
+    let device = Default::default();
+    for (batch, c1, c2, hw) in [(2, 16, 64, [8, 6]), (3, 32, 80, [4, 4]), (1, 8, 5, [3, 7])] {
+        let case = Case {
+            batch,
+            c1,
+            c2,
+            k: 1,
+            s: 1,
+            g: 1,
+            hw,
+            act: false,
+        };
+        let build = || {
+            let mut conv = Conv2dConfig::new([c1, c2], [1, 1]).init::<Ad>(&device);
+            conv.weight = Param::from_tensor(pseudo([c2, c1, 1, 1], 21, -0.3, 0.3, &device));
+            conv.bias = Some(Param::from_tensor(pseudo([c2], 22, -1.0, 1.0, &device)));
+            conv
+        };
+        let run = |kernels| {
+            let conv = build();
+            let x = input::<Ad>(case, &device).require_grad();
+            let out = conv2d_with(kernels, &conv, x.clone());
+            let r = pseudo::<Ad, 4>(out.dims(), 23, -1.0, 1.0, &device);
+            let grads = (out.clone() * r).sum().backward();
+            let bias = conv.bias.as_ref().expect("a bias").val();
+            [
+                values(out),
+                values(x.grad(&grads).expect("d/dx")),
+                values(conv.weight.val().grad(&grads).expect("d/dw")),
+                values(bias.grad(&grads).expect("d/db")),
+            ]
+        };
+        let (ours, stock) = (run(Kernels::Fast), run(Kernels::Burn));
+        for (what, (a, b)) in ["out", "d/dx", "d/dw", "d/db"]
+            .iter()
+            .zip(ours.iter().zip(&stock))
+        {
+            assert_close(a, b, what, case);
+        }
+        let conv = build().valid();
+        let x = input::<Cpu>(case, &device);
+        let eval = |k| values(conv2d_with(k, &conv, x.clone()));
+        assert_close(&eval(Kernels::Fast), &eval(Kernels::Burn), "eval out", case);
     }
 }

@@ -95,6 +95,16 @@ fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f64 {
     total
 }
 
+/// `Σ_{b, hw} y[b, c, hw]` per channel (a bias gradient), summed in `f64` in a fixed order.
+pub fn channel_sums(y: &[f32], channels: usize, hw: usize) -> Vec<f32> {
+    let planes: Vec<f64> = y.par_chunks(hw).map(|p| lane_sum(p, |v| v)).collect();
+    let mut sums = vec![0.0f64; channels];
+    for (i, p) in planes.iter().enumerate() {
+        sums[i % channels] += p;
+    }
+    sums.into_iter().map(|v| v as f32).collect()
+}
+
 /// `out = act(y · scale[c] + shift[c])` for every plane; `scale`/`shift` fold BatchNorm (batch or running
 /// statistics) into one multiply-add.
 pub fn scale_shift_act(

@@ -117,8 +117,12 @@ fn to_vec<B: Backend>(t: Tensor<B, 1>) -> Option<Vec<f32>> {
 }
 
 /// The geometry of `conv` on an input of `shape`, when our kernels cover it (symmetric explicit padding or
-/// none, dilation 1, no bias).
-fn geometry<B: Backend>(conv: &Conv2d<B>, shape: &[usize]) -> Option<ConvGeometry> {
+/// none, dilation 1, and a bias exactly when `with_bias`).
+fn geometry<B: Backend>(
+    conv: &Conv2d<B>,
+    shape: &[usize],
+    with_bias: bool,
+) -> Option<ConvGeometry> {
     let [batch, c_in, h, w] = <[usize; 4]>::try_from(shape).ok()?;
     let pad = match conv.padding {
         PaddingConfig2d::Valid => [0, 0],
@@ -141,7 +145,7 @@ fn geometry<B: Backend>(conv: &Conv2d<B>, shape: &[usize]) -> Option<ConvGeometr
         groups: conv.groups,
     };
     let fits = conv.dilation == [1, 1]
-        && conv.bias.is_none()
+        && conv.bias.is_some() == with_bias
         && g.groups >= 1
         && c_in == cin_g * g.groups
         && c_out % g.groups == 0
@@ -159,7 +163,7 @@ pub fn try_conv_bn_act<B: Backend>(
     act: bool,
     x: Tensor<B, 4>,
 ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
-    let Some(g) = geometry(conv, &x.dims()) else {
+    let Some(g) = geometry(conv, &x.dims(), false) else {
         return Err(x);
     };
     let device = x.device();
@@ -392,4 +396,143 @@ fn update_running<B: Backend>(bn: &BatchNorm<B>, stats: &BatchStats, device: &B:
     );
     bn.running_mean.update(mean);
     bn.running_var.update(var);
+}
+
+/// `conv(x) + bias` (the Detect head's last 1×1 convs) when `x`'s backend is burn-flex; `Err(x)` otherwise.
+pub fn try_conv_bias<B: Backend>(
+    conv: &Conv2d<B>,
+    x: Tensor<B, 4>,
+) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+    let (Some(g), Some(bias)) = (geometry(conv, &x.dims(), true), conv.bias.as_ref()) else {
+        return Err(x);
+    };
+    let x_prim = primitive(x);
+    let x_prim = match cast::<B::FloatTensorPrimitive, FlexTensor>(x_prim) {
+        Ok(x) if supported(x.dtype()) => {
+            let dtype = x.dtype();
+            let w = contiguous(&param_flex(conv.weight.val()));
+            let b = contiguous(&param_flex(bias.val()));
+            let y = conv_bias_forward(&g, &x, &w, &b);
+            let out = narrow_to(flex(y, &[g.batch, g.c_out, g.out_h(), g.out_w()]), dtype);
+            return Ok(from_primitive(
+                cast(out).unwrap_or_else(|_| unreachable!("B's primitive is FlexTensor")),
+            ));
+        }
+        Ok(x) => {
+            return Err(from_primitive(
+                cast(x).unwrap_or_else(|_| unreachable!("the same type")),
+            ))
+        }
+        Err(other) => other,
+    };
+    let x = match cast::<B::FloatTensorPrimitive, AdFlexTensor>(x_prim) {
+        Ok(x) if supported(x.primitive.dtype()) => x,
+        Ok(x) => {
+            return Err(from_primitive(
+                cast(x).unwrap_or_else(|_| unreachable!("the same type")),
+            ))
+        }
+        Err(other) => return Err(from_primitive(other)),
+    };
+    let w = match cast::<B::FloatTensorPrimitive, AdFlexTensor>(primitive(conv.weight.val())) {
+        Ok(w) => w,
+        Err(_) => unreachable!("the input was Autodiff<Flex>, so the weight is too"),
+    };
+    let b = ad(bias.val());
+    let dtypes = [
+        x.primitive.dtype(),
+        w.primitive.dtype(),
+        b.primitive.dtype(),
+    ];
+    let (xc, x_stride) = batch_strided(&x.primitive);
+    let wc = contiguous(&w.primitive);
+    let y = conv_bias_forward_strided(&g, &xc, x_stride, &wc, &contiguous(&b.primitive));
+    let out = narrow_to(
+        flex(y, &[g.batch, g.c_out, g.out_h(), g.out_w()]),
+        dtypes[0],
+    );
+    let nodes = [x.node.clone(), w.node.clone(), b.node.clone()];
+    let out = match ConvBiasBackward
+        .prepare::<NoCheckpointing>(nodes)
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(
+            ConvBiasState {
+                x: xc,
+                x_stride,
+                w: wc,
+                geometry: g,
+                dtypes,
+            },
+            out,
+        ),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    };
+    Ok(from_primitive(cast(out).unwrap_or_else(|_| {
+        unreachable!("B's primitive is Autodiff<Flex>'s here")
+    })))
+}
+
+fn conv_bias_forward(g: &ConvGeometry, x: &FlexTensor, w: &FlexTensor, b: &FlexTensor) -> Vec<f32> {
+    let (x, x_stride) = batch_strided(x);
+    conv_bias_forward_strided(g, &x, x_stride, w, b)
+}
+
+fn conv_bias_forward_strided(
+    g: &ConvGeometry,
+    x: &FlexTensor,
+    x_stride: usize,
+    w: &FlexTensor,
+    b: &FlexTensor,
+) -> Vec<f32> {
+    let mut y = vec![0.0f32; g.output_len()];
+    conv::forward_strided(g, f32s_from_start(x), x_stride, f32s(w), &mut y);
+    let ones = vec![1.0f32; g.c_out];
+    bn_act::scale_shift_act_in_place(&mut y, g.c_out, g.out_hw(), &ones, f32s(b), false);
+    y
+}
+
+#[derive(Debug, Clone)]
+struct ConvBiasState {
+    x: FlexTensor,
+    x_stride: usize,
+    w: FlexTensor,
+    geometry: ConvGeometry,
+    /// The caller's float types of x, w and the bias.
+    dtypes: [DType; 3],
+}
+
+#[derive(Debug)]
+struct ConvBiasBackward;
+
+impl Backward<Flex, 3> for ConvBiasBackward {
+    type State = ConvBiasState;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w, node_b] = ops.parents;
+        let dout = contiguous(&grads.consume::<Flex>(&ops.node));
+        let dy = f32s(&dout);
+        let s = ops.state;
+        let g = s.geometry;
+        let [x_dtype, w_dtype, b_dtype] = s.dtypes;
+        if let Some(node) = node_b {
+            let db = bn_act::channel_sums(dy, g.c_out, g.out_hw());
+            grads.register::<Flex>(node.id, narrow_to(flex(db, &[g.c_out]), b_dtype));
+        }
+        if let Some(node) = node_x {
+            let mut dx = vec![0.0f32; g.input_len()];
+            conv::backward_input(&g, f32s(&s.w), dy, &mut dx);
+            grads.register::<Flex>(
+                node.id,
+                narrow_to(flex(dx, &[g.batch, g.c_in, g.h, g.w]), x_dtype),
+            );
+        }
+        if let Some(node) = node_w {
+            let mut dw = vec![0.0f32; g.weight_len()];
+            conv::backward_weight_strided(&g, f32s_from_start(&s.x), s.x_stride, dy, &mut dw);
+            let shape = s.w.layout().shape().to_vec();
+            grads.register::<Flex>(node.id, narrow_to(flex(dw, &shape), w_dtype));
+        }
+    }
 }

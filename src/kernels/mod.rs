@@ -71,3 +71,28 @@ pub fn conv_bn_act_with<B: Backend>(
         y
     }
 }
+
+/// `conv(x) + bias` with the selected kernels: the Detect head's last 1×1 convs, which have a bias and no
+/// BatchNorm.
+///
+/// # Shapes
+/// `[B, c1, H, W]` → `[B, c2, H / s, W / s]`
+pub fn conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    conv2d_with(selected(), conv, x)
+}
+
+/// [`conv2d`] with an explicit choice, for tests that compare the two.
+pub fn conv2d_with<B: Backend>(
+    kernels: Kernels,
+    conv: &Conv2d<B>,
+    x: Tensor<B, 4>,
+) -> Tensor<B, 4> {
+    let x = match kernels {
+        Kernels::Fast => match flex::try_conv_bias(conv, x) {
+            Ok(y) => return y,
+            Err(x) => x,
+        },
+        Kernels::Burn => x,
+    };
+    conv.forward(x)
+}

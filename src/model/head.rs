@@ -11,6 +11,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
 use super::conv::{Conv, ConvConfig};
+use crate::kernels::conv2d;
 
 /// DFL bins per box side (`reg_max`).
 pub const REG_MAX: usize = 16;
@@ -86,9 +87,9 @@ pub enum ClsBranch<B: Backend> {
 impl<B: Backend> ClsBranch<B> {
     fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         match self {
-            ClsBranch::Legacy((a, b, c)) => c.forward(b.forward(a.forward(x))),
+            ClsBranch::Legacy((a, b, c)) => conv2d(c, b.forward(a.forward(x))),
             ClsBranch::DepthWise(((a1, a2), (b1, b2), c)) => {
-                c.forward(b2.forward(b1.forward(a2.forward(a1.forward(x)))))
+                conv2d(c, b2.forward(b1.forward(a2.forward(a1.forward(x)))))
             }
         }
     }
@@ -169,7 +170,7 @@ impl<B: Backend> Detect<B> {
             let [b, _, h, w] = x.dims();
             grids[i] = [h, w];
             let (c1, c2, c3) = &self.cv2[i];
-            let box_logits = c3.forward(c2.forward(c1.forward(x.clone())));
+            let box_logits = conv2d(c3, c2.forward(c1.forward(x.clone())));
             boxes.push(box_logits.reshape([b, 4 * REG_MAX, h * w]));
             scores.push(self.cv3[i].forward(x).reshape([b, self.nc, h * w]));
         }
