@@ -33,6 +33,23 @@ ROOT = Path(__file__).resolve().parent.parent
 COCO128 = (ROOT / "../shared/datasets/coco128").resolve()
 
 
+def private_copy(src: Path, work: Path) -> Path:
+    """`src` with its images linked and its labels copied under `work`: Ultralytics writes a `.cache` file
+    beside the labels, and ../shared must stay untouched."""
+    import shutil
+
+    dst = work / src.name
+    if not dst.exists():
+        dst.mkdir(parents=True)
+        for image in (src / "images").rglob("*"):
+            if image.is_file():  # linked file by file: Ultralytics resolves directory links
+                link = dst / image.relative_to(src)
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(image)
+        shutil.copytree(src / "labels", dst / "labels", ignore=shutil.ignore_patterns("*.cache"))
+    return dst
+
+
 def ours(args, work: Path) -> float:
     name = f"ours-{time.time_ns()}"
     cmd = [args.bin, "train", "--config", str(ROOT / "configs/coco128.toml"), "--quiet", "--name", name,
@@ -57,7 +74,8 @@ def ultralytics_child(args) -> None:
     work = Path(args.work)
     data = work / "coco128.yaml"
     text = (COCO128 / "coco128.yaml").read_text()
-    text = "\n".join(f"path: {COCO128}" if line.startswith("path:") else line for line in text.splitlines())
+    root = private_copy(COCO128, work)
+    text = "\n".join(f"path: {root}" if line.startswith("path:") else line for line in text.splitlines())
     data.write_text(text + "\n")
     spans, start = [], {}
 
@@ -110,7 +128,8 @@ def main() -> int:
     med = {k: statistics.median(v) for k, v in results.items()}
     ref = med["Ultralytics 8.4.190 (torch)"]
     print(f"YOLOv8n from scratch on coco128, imgsz {args.imgsz}, batch {args.batch}, 2 workers, "
-          f"{args.threads} threads, fp32; median of {args.rounds} rounds of {args.epochs - 2} timed epochs\n")
+          f"{args.threads} threads, fp32; median of {args.rounds} rounds; timed: the training epochs after the first, "
+          f"validation excluded (ours: {args.epochs - 2}, Ultralytics: {args.epochs - 1} per run)\n")
     print("| trainer | train img/s | vs Ultralytics |")
     print("| --- | ---: | ---: |")
     for k, v in med.items():

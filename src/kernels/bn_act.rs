@@ -176,6 +176,7 @@ pub struct BnActGrads {
 
 /// The backward pass of the training-mode forward ([`batch_stats`] then [`scale_shift_act`]), including the
 /// gradient through the batch mean and variance.
+#[allow(clippy::too_many_arguments)]
 pub fn backward(
     y: &[f32],
     dout: &[f32],
@@ -341,7 +342,7 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
     let ni = (t.to_bits() as i32) - (ROUND.to_bits() as i32);
     f32::from_bits(((ni + 127) << 23) as u32) * e
