@@ -4,7 +4,8 @@
 //! `results.png` is drawn with the `image` crate alone (no plotting crate, no fonts, works offline): one panel
 //! per numeric column of results.csv, in column order, five per row (Ultralytics' layout: train losses and
 //! precision/recall/mAP on top, val losses and mAP below), each a blue polyline scaled to its own min..max with
-//! the x axis running over epochs. Panels carry no text; the order is the CSV's.
+//! the x axis running over epochs. Text (8×8 bitmap glyphs, `font8x8`): each panel's column name, its min and
+//! max, and the first and last epoch.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -12,6 +13,7 @@ use std::path::Path;
 use image::{Rgb, RgbImage};
 
 use super::checkpoint::ValMetrics;
+use crate::data::preview::text;
 use crate::model::weights::write_atomic;
 use crate::YoloError;
 
@@ -148,10 +150,14 @@ pub fn write_results(run_dir: &Path, rows: &[EpochRow]) -> Result<(), YoloError>
 }
 
 const PANEL_W: u32 = 240;
-const PANEL_H: u32 = 160;
+const PANEL_H: u32 = 170;
 const MARGIN: u32 = 12;
+/// Room above a panel for its title, and below it for the epoch axis.
+const TITLE_H: u32 = 20;
+const AXIS_H: u32 = 14;
 
-/// The 13 numeric columns after `epoch` and `time`, each in its own panel, five per row.
+/// The 13 numeric columns after `epoch` and `time`, each in its own panel, five per row, as Ultralytics'
+/// results.png: the column name above each panel, its range at the left edge, the epochs below.
 pub fn plot(rows: &[EpochRow]) -> RgbImage {
     let series: Vec<Vec<f64>> = (2..COLUMNS.len())
         .map(|c| rows.iter().map(|r| r.values()[c]).collect())
@@ -159,15 +165,59 @@ pub fn plot(rows: &[EpochRow]) -> RgbImage {
     let cols = 5u32;
     let grid_rows = (series.len() as u32).div_ceil(cols);
     let mut img = RgbImage::from_pixel(cols * PANEL_W, grid_rows * PANEL_H, Rgb([255, 255, 255]));
+    let first_epoch = rows.first().map_or(1, |r| r.epoch);
+    let last_epoch = rows.last().map_or(1, |r| r.epoch);
     for (i, values) in series.iter().enumerate() {
         let x0 = (i as u32 % cols) * PANEL_W + MARGIN;
-        let y0 = (i as u32 / cols) * PANEL_H + MARGIN;
-        let (w, h) = (PANEL_W - 2 * MARGIN, PANEL_H - 2 * MARGIN);
+        let y0 = (i as u32 / cols) * PANEL_H + TITLE_H;
+        let (w, h) = (PANEL_W - 2 * MARGIN, PANEL_H - TITLE_H - AXIS_H - 4);
+        let ink = [60, 60, 60];
+        text(
+            &mut img,
+            [x0 as i64, y0 as i64 - 14],
+            COLUMNS[i + 2],
+            ink,
+            1,
+        );
         draw_box(&mut img, x0, y0, w, h, Rgb([180, 180, 180]));
+        let axis_y = (y0 + h + 4) as i64;
+        text(
+            &mut img,
+            [x0 as i64, axis_y],
+            &first_epoch.to_string(),
+            ink,
+            1,
+        );
+        let last = last_epoch.to_string();
+        text(
+            &mut img,
+            [(x0 + w) as i64 - 8 * last.len() as i64, axis_y],
+            &last,
+            ink,
+            1,
+        );
         let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
         let lo = finite.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        if values.len() < 2 || !lo.is_finite() {
+        if !lo.is_finite() {
+            continue;
+        }
+        let grey = [150, 150, 150];
+        text(
+            &mut img,
+            [x0 as i64 + 3, y0 as i64 + 3],
+            &format!("{hi:.4}"),
+            grey,
+            1,
+        );
+        text(
+            &mut img,
+            [x0 as i64 + 3, (y0 + h) as i64 - 10],
+            &format!("{lo:.4}"),
+            grey,
+            1,
+        );
+        if values.len() < 2 {
             continue;
         }
         let span = if hi > lo { hi - lo } else { 1.0 };
@@ -250,5 +300,20 @@ mod tests {
         assert_eq!(back.len(), 2);
         assert!((back[1].val.map50 - 0.2).abs() < 1e-6);
         assert!(dir.path().join("results.png").exists());
+    }
+
+    #[test]
+    fn plot_titles_each_panel() {
+        let rows: Vec<EpochRow> = (1..=4).map(row).collect();
+        let img = plot(&rows);
+        // The title strip above the first panel holds dark glyph pixels; without text it was blank.
+        let dark = (MARGIN..PANEL_W - MARGIN)
+            .flat_map(|x| (4..TITLE_H - 4).map(move |y| (x, y)))
+            .filter(|&(x, y)| img.get_pixel(x, y).0[0] < 100)
+            .count();
+        assert!(dark > 50, "{dark} dark pixels in the title strip");
+        if let Some(out) = std::env::var_os("YOLO_BURN_PLOT_PREVIEW") {
+            img.save(out).expect("preview written");
+        }
     }
 }
