@@ -29,25 +29,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from private_dataset import private_copy  # noqa: E402  (scripts/ is on sys.path)
+
 ROOT = Path(__file__).resolve().parent.parent
 COCO128 = (ROOT / "../shared/datasets/coco128").resolve()
-
-
-def private_copy(src: Path, work: Path) -> Path:
-    """`src` with its images linked and its labels copied under `work`: Ultralytics writes a `.cache` file
-    beside the labels, and ../shared must stay untouched."""
-    import shutil
-
-    dst = work / src.name
-    if not dst.exists():
-        dst.mkdir(parents=True)
-        for image in (src / "images").rglob("*"):
-            if image.is_file():  # linked file by file: Ultralytics resolves directory links
-                link = dst / image.relative_to(src)
-                link.parent.mkdir(parents=True, exist_ok=True)
-                link.symlink_to(image)
-        shutil.copytree(src / "labels", dst / "labels", ignore=shutil.ignore_patterns("*.cache"))
-    return dst
 
 
 def ours(args, work: Path) -> float:
