@@ -68,7 +68,11 @@ pub fn batch_stats(y: &[f32], channels: usize, hw: usize, eps: f64) -> BatchStat
 }
 
 /// `(mean, Σ (x − mean)²)` of one plane; 16 lanes of `f32` partial sums, combined in `f64`.
-#[multiversion(targets("x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+#[multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
 fn plane_moments(x: &[f32]) -> (f64, f64) {
     let n = x.len().max(1) as f64;
     let sum = lane_sum(x, |v| v);
@@ -140,7 +144,11 @@ pub fn scale_shift_act_in_place(
     });
 }
 
-#[multiversion(targets("x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+#[multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
 fn plane_scale_shift_act(y: &[f32], scale: f32, shift: f32, act: bool, out: &mut [f32]) {
     if act {
         for (o, y) in out.iter_mut().zip(y) {
@@ -153,7 +161,11 @@ fn plane_scale_shift_act(y: &[f32], scale: f32, shift: f32, act: bool, out: &mut
     }
 }
 
-#[multiversion(targets("x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+#[multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
 fn plane_scale_shift_act_in_place(y: &mut [f32], scale: f32, shift: f32, act: bool) {
     if act {
         for y in y.iter_mut() {
@@ -259,7 +271,11 @@ fn plane_dz(
     }
 }
 
-#[multiversion(targets("x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+#[multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
 fn plane_dz_impl<const ACT: bool>(
     y: &[f32],
     dout: &[f32],
@@ -304,7 +320,11 @@ fn plane_dz_impl<const ACT: bool>(
     (total_dz, total_dzx)
 }
 
-#[multiversion(targets("x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+#[multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
 fn plane_affine2(dz_to_dy: &mut [f32], y: &[f32], a: f32, b: f32, c0: f32) {
     for (d, y) in dz_to_dy.iter_mut().zip(y) {
         *d = a * *d + b * y + c0;

@@ -253,14 +253,27 @@ pub fn backward_weight_strided(
     let out_img = g.c_out * g.out_hw();
     let (per_image, par) = split(g.batch);
     if per_image {
-        // One product per image, summed in image order: the result does not depend on how rayon schedules
-        // the images, so training is bit-for-bit reproducible (tests/train_resume.rs).
-        let parts: Vec<Vec<f32>> = dy
-            .par_chunks(out_img)
-            .enumerate()
-            .map(|(b, dy_b)| {
+        // A fixed split of the images into one run per thread, each accumulated in its own buffer, and the
+        // buffers summed in order: the result depends on the thread count only, never on rayon's scheduling,
+        // so training is bit-for-bit reproducible (tests/train_resume.rs).
+        let runs = rayon::current_num_threads().clamp(1, g.batch.max(1));
+        let per_run = g.batch.div_ceil(runs);
+        let parts: Vec<Vec<f32>> = (0..runs)
+            .into_par_iter()
+            .map(|r| {
                 let mut part = vec![0.0f32; dw.len()];
-                backward_weight_image(g, image(b), dy_b, &mut part, false, Parallelism::None);
+                let images = r * per_run..((r + 1) * per_run).min(g.batch);
+                for b in images.clone() {
+                    let dy_b = &dy[b * out_img..][..out_img];
+                    backward_weight_image(
+                        g,
+                        image(b),
+                        dy_b,
+                        &mut part,
+                        b > images.start,
+                        Parallelism::None,
+                    );
+                }
                 part
             })
             .collect();
