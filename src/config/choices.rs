@@ -159,13 +159,15 @@ choice_enum! {
     #[derive(Default)]
     pub enum OptimizerKind ("optimizer") {
         /// Ultralytics' rule (ultralytics/engine/trainer.py `build_optimizer`): AdamW with a fitted lr for
-        /// short runs (< 10 000 iterations), SGD otherwise; `lr0` and `momentum` are then ignored.
+        /// short runs (≤ 10 000 iterations), MuSGD with lr 0.01 otherwise; `lr0` and `momentum` are then ignored.
         #[default]
         Auto => "auto",
         /// SGD with Nesterov momentum.
         Sgd => "SGD",
         /// Adam with decoupled weight decay.
         Adamw => "AdamW",
+        /// Ultralytics' MuSGD: Muon's orthogonalised update plus SGD on conv weights, SGD elsewhere.
+        MuSgd => "MuSGD",
     }
 }
 
@@ -174,7 +176,8 @@ choice_enum! {
     /// as `"none"`/`"ram"`.
     #[derive(Default)]
     pub enum CacheMode ("cache") {
-        /// Decode every image from its file each time.
+        /// Decode images from their files; training keeps Ultralytics' buffer of the last
+        /// `min(images, batch · 8, 1000)` decoded images for its mosaics.
         #[default]
         None => "none",
         /// Keep decoded, resized images in memory.

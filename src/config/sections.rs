@@ -132,7 +132,7 @@ pub struct TrainSection {
     pub exist_ok: bool,
     /// Continue `<project>/<name>/weights/last` with its optimizer, scaler and epoch (default.yaml `resume: False`).
     pub resume: bool,
-    /// `"auto"`, `"SGD"` or `"AdamW"` (default.yaml `optimizer: auto`).
+    /// `"auto"`, `"SGD"`, `"AdamW"` or `"MuSGD"` (default.yaml `optimizer: auto`).
     pub optimizer: OptimizerKind,
     /// Initial learning rate (default.yaml `lr0: 0.01`; 1e-3 is usual for AdamW).
     pub lr0: f64,

@@ -38,8 +38,8 @@ use crate::YoloError;
 
 /// The file magic.
 const MAGIC: &[u8; 8] = b"YBURNCK1";
-/// Bumped when the header's meaning changes.
-pub const FORMAT_VERSION: u32 = 1;
+/// Bumped when the header's meaning changes (2: the optimizer records MuSGD and its warmup momentum).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Metrics of one validation, as results.csv and the checkpoint keep them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -366,6 +366,7 @@ mod tests {
                 skipped_steps: 1,
                 optimizer: ResolvedOptimizer {
                     method: Method::AdamW,
+                    warmup_momentum_end: None,
                     lr0: 0.001,
                     momentum: 0.9,
                     warmup_bias_lr: 0.0,

@@ -1,6 +1,7 @@
 //! Training: Ultralytics' recipe on Burn.
 //!
-//! - [`optim`]: the optimizer step (SGD Nesterov / AdamW) over three parameter groups, clipping, `auto`
+//! - [`optim`]: the optimizer step (SGD Nesterov / AdamW / MuSGD) over three parameter groups, clipping, `auto`
+//! - [`muon`]: MuSGD's Newton-Schulz orthogonalised momentum
 //! - [`schedule`]: warmup, linear or cosine decay, the accumulation ramp
 //! - [`ema`]: the EMA of the weights, and the finite-weights check
 //! - [`checkpoint`]: `weights/{last,best}.{safetensors,state}` and their format
@@ -10,6 +11,7 @@
 
 pub mod checkpoint;
 pub mod ema;
+pub mod muon;
 pub mod optim;
 pub mod results;
 pub mod schedule;

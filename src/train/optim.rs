@@ -1,5 +1,5 @@
-//! The optimizer step of Ultralytics' trainer: SGD (Nesterov) or AdamW over three parameter groups, global-norm
-//! gradient clipping, and Ultralytics' `optimizer=auto` rule.
+//! The optimizer step of Ultralytics' trainer: SGD (Nesterov), AdamW or MuSGD over three parameter groups,
+//! global-norm gradient clipping, and Ultralytics' `optimizer=auto` rule.
 //!
 //! Why our own step and not Burn's `Sgd`/`AdamW`: Ultralytics changes each group's learning rate and momentum
 //! on every iteration of warmup, and gives the three groups different weight decay. Burn's optimizers take one
@@ -10,8 +10,8 @@
 //! `ParamId`, because ids are random per process and a resumed run must find its state again. All state and
 //! arithmetic is FP32 on the inner (non-autodiff) backend.
 //!
-//! Sources: ultralytics/engine/trainer.py `build_optimizer`, `optimizer_step` (8.4.190); torch/optim/sgd.py,
-//! torch/optim/adamw.py; torch/nn/utils/clip_grad.py `clip_grad_norm_`.
+//! Sources: ultralytics/engine/trainer.py `build_optimizer`, `optimizer_step` (8.4.190); ultralytics/optim/muon.py;
+//! torch/optim/sgd.py, torch/optim/adamw.py; torch/nn/utils/clip_grad.py `clip_grad_norm_`.
 
 use std::collections::HashMap;
 
@@ -28,8 +28,13 @@ use crate::config::{OptimizerKind, TrainSection};
 const ADAM_EPS: f64 = 1e-8;
 /// AdamW's beta2 as Ultralytics sets it: `betas=(momentum, 0.999)`.
 const ADAM_BETA2: f64 = 0.999;
-/// `optimizer=auto` picks SGD above this many iterations (Ultralytics picks its MuSGD there; we use plain SGD).
-const AUTO_SGD_ITERATIONS: usize = 10_000;
+/// `optimizer=auto` picks MuSGD above this many iterations, AdamW at or below.
+const AUTO_MUSGD_ITERATIONS: usize = 10_000;
+/// MuSGD's weights of its two halves, as `build_optimizer` passes them: `partial(MuSGD, muon=0.2, sgd=1.0)`.
+const MUSGD_MUON: f64 = 0.2;
+const MUSGD_SGD: f64 = 1.0;
+/// MuSGD gives the Detect head's class branch (`cv3`) three times the learning rate (`build_optimizer`).
+pub const MUSGD_CLS_LR_GAIN: f64 = 3.0;
 
 /// The parameter groups of Ultralytics' `build_optimizer`, in the order of results.csv's `lr/pg0..2`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +79,16 @@ pub enum Method {
     Sgd,
     /// `torch.optim.AdamW(betas=(momentum, 0.999), eps=1e-8)`.
     AdamW,
+    /// Ultralytics' `MuSGD(muon=0.2, sgd=1.0)`: conv weights get Muon's orthogonalised update plus SGD, every
+    /// other parameter SGD; the Detect head's class branch runs at 3× the learning rate.
+    MuSgd,
+}
+
+impl Method {
+    /// Whether warmup ramps the groups' `momentum`: torch's SGD-style groups have that key, Adam's have `betas`.
+    pub fn has_momentum(self) -> bool {
+        matches!(self, Method::Sgd | Method::MuSgd)
+    }
 }
 
 /// The optimizer a run uses once `optimizer = "auto"` is resolved.
@@ -82,8 +97,12 @@ pub struct ResolvedOptimizer {
     pub method: Method,
     /// Initial learning rate of every group (`lr0`, or the `auto` fit).
     pub lr0: f64,
-    /// SGD momentum / AdamW beta1 after warmup.
+    /// SGD momentum / AdamW beta1 as the optimizer is built.
     pub momentum: f64,
+    /// Where warmup takes an SGD-style momentum, when that differs from `momentum`: Ultralytics' warmup
+    /// interpolates towards the config's `momentum` (0.937) even when `auto` built the optimizer with 0.9.
+    /// `None` means `momentum`.
+    pub warmup_momentum_end: Option<f64>,
     /// Bias learning rate at the start of warmup (`auto` sets it to 0, as Ultralytics does).
     pub warmup_bias_lr: f64,
     /// Weight decay of pg0, already scaled by `batch · accumulate / nbs`.
@@ -92,8 +111,8 @@ pub struct ResolvedOptimizer {
 
 impl ResolvedOptimizer {
     /// Ultralytics' `_setup_train` + `build_optimizer`: decay scaled by `batch · accumulate / nbs`; `auto` is
-    /// AdamW with `lr = round(0.002 · 5 / (4 + nc), 6)` and momentum 0.9 when `iterations ≤ 10 000`, else SGD
-    /// with lr 0.01 and momentum 0.9. `iterations = ceil(images / max(batch, nbs)) · epochs`.
+    /// AdamW with `lr = round(0.002 · 5 / (4 + nc), 6)` and momentum 0.9 when `iterations ≤ 10 000`, else
+    /// MuSGD with lr 0.01 and momentum 0.9. `iterations = ceil(images / max(batch, nbs)) · epochs`.
     pub fn new(train: &TrainSection, nc: usize, train_images: usize) -> Self {
         let accumulate = nominal_accumulate(train);
         let weight_decay =
@@ -102,13 +121,19 @@ impl ResolvedOptimizer {
         let (method, lr0, momentum, warmup_bias_lr) = match train.optimizer {
             OptimizerKind::Auto => {
                 let lr_fit = (0.002 * 5.0 / (4.0 + nc as f64) * 1e6).round() / 1e6;
-                if iterations > AUTO_SGD_ITERATIONS {
-                    (Method::Sgd, 0.01, 0.9, 0.0)
+                if iterations > AUTO_MUSGD_ITERATIONS {
+                    (Method::MuSgd, 0.01, 0.9, 0.0)
                 } else {
                     (Method::AdamW, lr_fit, 0.9, 0.0)
                 }
             }
             OptimizerKind::Sgd => (Method::Sgd, train.lr0, train.momentum, train.warmup_bias_lr),
+            OptimizerKind::MuSgd => (
+                Method::MuSgd,
+                train.lr0,
+                train.momentum,
+                train.warmup_bias_lr,
+            ),
             OptimizerKind::Adamw => (
                 Method::AdamW,
                 train.lr0,
@@ -116,10 +141,13 @@ impl ResolvedOptimizer {
                 train.warmup_bias_lr,
             ),
         };
+        let warmup_momentum_end =
+            (method.has_momentum() && momentum != train.momentum).then_some(train.momentum);
         Self {
             method,
             lr0,
             momentum,
+            warmup_momentum_end,
             warmup_bias_lr,
             weight_decay,
         }
@@ -140,6 +168,29 @@ pub struct GroupHyper {
     pub weight_decay: f64,
 }
 
+/// The hyperparameters of one step: per group, and per group for the parameters MuSGD boosts (the Detect
+/// head's class branch; equal to `groups` for the other methods).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepHyper {
+    pub groups: [GroupHyper; 3],
+    pub boosted: [GroupHyper; 3],
+}
+
+impl From<[GroupHyper; 3]> for StepHyper {
+    fn from(groups: [GroupHyper; 3]) -> Self {
+        Self {
+            groups,
+            boosted: groups,
+        }
+    }
+}
+
+/// Whether MuSGD boosts the parameter at `path`: it lies in the `cv3` (class branch) of the `Detect` layer.
+pub fn is_cls_branch(path: &str) -> bool {
+    let mut segments = path.split('.');
+    segments.any(|s| s == "Detect") && segments.next() == Some("cv3")
+}
+
 /// What [`Optimizer::step`] did.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum StepOutcome {
@@ -149,7 +200,8 @@ pub enum StepOutcome {
     SkippedNonFinite,
 }
 
-/// Per-parameter state: torch's `momentum_buffer` (SGD) or `exp_avg`, `exp_avg_sq`, `step` (AdamW).
+/// Per-parameter state: torch's `momentum_buffer` (SGD), `exp_avg`, `exp_avg_sq`, `step` (AdamW), or MuSGD's
+/// `momentum_buffer` (Muon's, or SGD's for parameters without Muon) and `momentum_buffer_SGD`.
 #[derive(Debug, Clone)]
 struct Slot<B: Backend> {
     step: u64,
@@ -201,7 +253,7 @@ impl<B: Backend> Optimizer<B> {
         &mut self,
         module: M,
         mut grads: GradientsParams,
-        hyper: [GroupHyper; 3],
+        hyper: impl Into<StepHyper>,
     ) -> (M, StepOutcome)
     where
         AB: AutodiffBackend<InnerBackend = B>,
@@ -234,18 +286,21 @@ impl<B: Backend> Optimizer<B> {
             optimizer: self,
             found: &mut by_id,
             clip,
-            hyper,
+            hyper: hyper.into(),
         };
         let module = module.map(&mut mapper);
         (module, StepOutcome::Applied { grad_norm })
     }
 
+    /// Updates one flattened parameter; `dims` is its shape, which decides whether MuSGD applies Muon (2-D
+    /// and 4-D parameters, as `build_optimizer` decides).
     fn update(
         &mut self,
         path: &str,
         param: Tensor<B, 1>,
         grad: Tensor<B, 1>,
         hyper: GroupHyper,
+        dims: &[usize],
     ) -> Tensor<B, 1> {
         let slot = self.slots.entry(path.to_string()).or_insert(Slot {
             step: 0,
@@ -254,22 +309,26 @@ impl<B: Backend> Optimizer<B> {
         });
         slot.step += 1;
         match self.method {
-            Method::Sgd => {
-                // torch.optim.SGD, nesterov, dampening 0: d = g + wd·p; buf = μ·buf + d (buf = d at first);
-                // d = d + μ·buf; p = p − lr·d.
-                let d = if hyper.weight_decay != 0.0 {
-                    grad + param.clone() * hyper.weight_decay
-                } else {
-                    grad
-                };
-                let buf = match slot.first.take() {
-                    Some(buf) => buf * hyper.momentum + d.clone(),
-                    None => d.clone(),
-                };
-                let d = d + buf.clone() * hyper.momentum;
-                slot.first = Some(buf);
-                param - d * hyper.lr
+            Method::Sgd => sgd(&mut slot.first, param, grad, hyper, hyper.lr),
+            Method::MuSgd if matches!(dims.len(), 2 | 4) => {
+                // MuSGD.step with use_muon: p −= lr·0.2·muon_update(g, buf); then SGD with lr·1.0 on its own
+                // buffer, its weight decay read from the already-moved p.
+                let device = param.device();
+                let grad_vec = to_vec(&grad);
+                let mut momentum = slot
+                    .first
+                    .take()
+                    .map(|t| to_vec(&t))
+                    .unwrap_or_else(|| vec![0.0; grad_vec.len()]);
+                let ortho =
+                    super::muon::muon_update(&grad_vec, &mut momentum, hyper.momentum as f32, dims);
+                let n = ortho.len();
+                slot.first = Some(Tensor::from_data(TensorData::new(momentum, [n]), &device));
+                let ortho = Tensor::<B, 1>::from_data(TensorData::new(ortho, [n]), &device);
+                let param = param - ortho * (hyper.lr * MUSGD_MUON);
+                sgd(&mut slot.second, param, grad, hyper, hyper.lr * MUSGD_SGD)
             }
+            Method::MuSgd => sgd(&mut slot.first, param, grad, hyper, hyper.lr),
             Method::AdamW => {
                 // torch.optim.AdamW: p = p·(1 − lr·wd); m = β1·m + (1 − β1)·g; v = β2·v + (1 − β2)·g²;
                 // p = p − lr/(1 − β1^t) · m / (√v / √(1 − β2^t) + eps).
@@ -301,14 +360,7 @@ impl<B: Backend> Optimizer<B> {
 
     /// The state as plain numbers, sorted by path.
     pub fn to_record(&self) -> OptimizerRecord {
-        let vec = |t: &Option<Tensor<B, 1>>| {
-            t.as_ref().map(|t| {
-                t.to_data()
-                    .convert::<f32>()
-                    .to_vec::<f32>()
-                    .unwrap_or_default()
-            })
-        };
+        let vec = |t: &Option<Tensor<B, 1>>| t.as_ref().map(to_vec);
         let mut slots: Vec<SlotRecord> = self
             .slots
             .iter()
@@ -352,6 +404,37 @@ impl<B: Backend> Optimizer<B> {
     }
 }
 
+/// torch.optim.SGD's step (nesterov, dampening 0) with learning rate `lr` and momentum buffer `buf`:
+/// d = g + wd·p; buf = μ·buf + d (buf = d at first); d = d + μ·buf; p = p − lr·d. MuSGD's SGD half is the
+/// same arithmetic (its zero-initialised buffer gives buf = d at the first step too).
+fn sgd<B: Backend>(
+    buf: &mut Option<Tensor<B, 1>>,
+    param: Tensor<B, 1>,
+    grad: Tensor<B, 1>,
+    hyper: GroupHyper,
+    lr: f64,
+) -> Tensor<B, 1> {
+    let d = if hyper.weight_decay != 0.0 {
+        grad + param.clone() * hyper.weight_decay
+    } else {
+        grad
+    };
+    let next = match buf.take() {
+        Some(b) => b * hyper.momentum + d.clone(),
+        None => d.clone(),
+    };
+    let d = d + next.clone() * hyper.momentum;
+    *buf = Some(next);
+    param - d * lr
+}
+
+fn to_vec<B: Backend>(t: &Tensor<B, 1>) -> Vec<f32> {
+    t.to_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .unwrap_or_default()
+}
+
 /// A parameter's gradient, flattened.
 struct FoundGrad<B: Backend> {
     id: ParamId,
@@ -393,7 +476,7 @@ struct StepMapper<'a, AB: AutodiffBackend> {
     optimizer: &'a mut Optimizer<AB::InnerBackend>,
     found: &'a mut HashMap<ParamId, FoundGrad<AB::InnerBackend>>,
     clip: f64,
-    hyper: [GroupHyper; 3],
+    hyper: StepHyper,
 }
 
 impl<AB: AutodiffBackend> ModuleMapper<AB> for StepMapper<'_, AB> {
@@ -403,7 +486,12 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for StepMapper<'_, AB> {
             return Param::from_mapped_value(id, tensor, mapper);
         };
         let field = found.path.rsplit('.').next().unwrap_or_default();
-        let hyper = self.hyper[ParamGroup::of(field).index()];
+        let group = ParamGroup::of(field).index();
+        let hyper = if is_cls_branch(&found.path) {
+            self.hyper.boosted[group]
+        } else {
+            self.hyper.groups[group]
+        };
         let shape = tensor.shape();
         let require_grad = tensor.is_require_grad();
         let n = shape.num_elements();
@@ -412,9 +500,10 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for StepMapper<'_, AB> {
         } else {
             found.grad
         };
-        let updated = self
-            .optimizer
-            .update(&found.path, tensor.inner().reshape([n]), grad, hyper);
+        let dims = tensor.dims();
+        let updated =
+            self.optimizer
+                .update(&found.path, tensor.inner().reshape([n]), grad, hyper, &dims);
         let mut tensor = Tensor::<AB, D>::from_inner(updated.reshape(shape));
         if require_grad {
             tensor = tensor.require_grad();
@@ -652,6 +741,113 @@ mod tests {
         assert_eq!(value(&model_a), value(&model_b));
     }
 
+    /// One parameter of the MuSGD case: name, shape, group ("muon", "bn" or "bias"), boosted.
+    type CaseParam = (String, Vec<usize>, String, bool);
+
+    /// tests/data/musgd.safetensors, made by scripts/make_musgd_case.py from Ultralytics 8.4.190's MuSGD.
+    fn musgd_case() -> (Vec<u8>, Vec<CaseParam>) {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/musgd.safetensors");
+        let bytes = std::fs::read(path).expect("tests/data/musgd.safetensors");
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).expect("header");
+        let params = meta
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get("params"))
+            .expect("params metadata")
+            .clone();
+        (bytes, serde_json::from_str(&params).expect("params json"))
+    }
+
+    fn case_tensor(bytes: &[u8], name: &str) -> Vec<f32> {
+        let st = safetensors::SafeTensors::deserialize(bytes).expect("safetensors");
+        let view = st.tensor(name).expect(name);
+        view.data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    }
+
+    /// Runs the case's three MuSGD steps through [`Optimizer::update`] and returns the largest difference from
+    /// the reference `prefix` ("f32" or "bf16"), and the largest movement of any parameter.
+    fn musgd_max_error(prefix: &str) -> (f32, f32) {
+        let (bytes, params) = musgd_case();
+        let device = Default::default();
+        let mut opt = Optimizer::<Inner>::new(Method::MuSgd, 10.0);
+        let mut values: Vec<Vec<f32>> = params
+            .iter()
+            .map(|(name, ..)| case_tensor(&bytes, &format!("{prefix}.{name}.init")))
+            .collect();
+        let init = values.clone();
+        let (mut err, mut moved) = (0f32, 0f32);
+        for step in 0..3 {
+            for (i, (name, dims, kind, boosted)) in params.iter().enumerate() {
+                let hyper = GroupHyper {
+                    lr: 0.01 * if *boosted { MUSGD_CLS_LR_GAIN } else { 1.0 },
+                    momentum: 0.9,
+                    weight_decay: if kind == "muon" { 5e-4 } else { 0.0 },
+                };
+                let grad = case_tensor(&bytes, &format!("{prefix}.{name}.grad{step}"));
+                let n = grad.len();
+                let tensor =
+                    |v: Vec<f32>| Tensor::<Inner, 1>::from_data(TensorData::new(v, [n]), &device);
+                let updated =
+                    opt.update(name, tensor(values[i].clone()), tensor(grad), hyper, dims);
+                values[i] = to_vec(&updated);
+                let want = case_tensor(&bytes, &format!("{prefix}.{name}.step{step}"));
+                for ((got, want), start) in values[i].iter().zip(&want).zip(&init[i]) {
+                    err = err.max((got - want).abs());
+                    moved = moved.max((want - start).abs());
+                }
+            }
+        }
+        (err, moved)
+    }
+
+    #[test]
+    fn musgd_matches_ultralytics() {
+        // Ultralytics' MuSGD with its Newton-Schulz in f32 (what we compute): equal to f32 rounding. The
+        // parameters move by up to ~3e-2 over the three steps, so 1e-6 is five orders below the update.
+        let (err, moved) = musgd_max_error("f32");
+        assert!(moved > 1e-2, "the case barely moves: {moved}");
+        assert!(err < 1e-6, "max |ours - ultralytics(f32)| = {err}");
+        // Ultralytics' code as shipped rounds Newton-Schulz to bf16, which alone moves the result by ~2e-4.
+        let (err, _) = musgd_max_error("bf16");
+        assert!(err < 1e-3, "max |ours - ultralytics(bf16)| = {err}");
+    }
+
+    #[test]
+    fn musgd_boosts_only_the_detect_class_branch() {
+        let device = Default::default();
+        let model = crate::model::YoloConfig::new(
+            crate::config::Arch::Yolov8,
+            crate::config::ScaleName::N,
+            4,
+        )
+        .init::<Inner>(&device);
+        struct Paths(Vec<String>, Vec<String>);
+        impl ModuleVisitor<Inner> for Paths {
+            fn enter_module(&mut self, name: &str, _: &str) {
+                self.1.push(name.to_string());
+            }
+            fn exit_module(&mut self, _: &str, _: &str) {
+                self.1.pop();
+            }
+            fn visit_float<const D: usize>(&mut self, _: &Param<Tensor<Inner, D>>) {
+                let path = self.1.join(".");
+                // BatchNorm's running statistics are params too, but never trained
+                if !path.ends_with("running_mean") && !path.ends_with("running_var") {
+                    self.0.push(path);
+                }
+            }
+        }
+        let mut paths = Paths(Vec::new(), Vec::new());
+        model.visit(&mut paths);
+        let boosted: Vec<&String> = paths.0.iter().filter(|p| is_cls_branch(p)).collect();
+        // 3 levels × (2 Conv blocks × conv weight, BN gamma, beta + the last conv's weight and bias)
+        assert_eq!(boosted.len(), 3 * (2 * 3 + 2), "{boosted:?}");
+        assert!(boosted.iter().all(|p| p.contains(".cv3.")), "{boosted:?}");
+    }
+
     #[test]
     fn auto_picks_adamw_with_fitted_lr_for_short_runs() {
         let train = TrainSection {
@@ -670,9 +866,10 @@ mod tests {
             epochs: 300,
             ..TrainSection::default()
         };
-        assert_eq!(
-            ResolvedOptimizer::new(&long, 80, 118_287).method,
-            Method::Sgd
-        );
+        let long = ResolvedOptimizer::new(&long, 80, 118_287);
+        assert_eq!(long.method, Method::MuSgd);
+        assert_eq!((long.lr0, long.momentum), (0.01, 0.9));
+        // warmup still takes momentum to the config's 0.937, as Ultralytics' does
+        assert_eq!(long.warmup_momentum_end, Some(0.937));
     }
 }

@@ -12,7 +12,9 @@
 //! Source: ultralytics/engine/trainer.py `_setup_scheduler`, `_get_warmup_iterations`, `_do_train`;
 //! ultralytics/utils/__init__.py `one_cycle`.
 
-use super::optim::{GroupHyper, Method, ParamGroup, ResolvedOptimizer};
+use super::optim::{
+    GroupHyper, Method, ParamGroup, ResolvedOptimizer, StepHyper, MUSGD_CLS_LR_GAIN,
+};
 
 /// Everything the schedule depends on; fixed for a run (`epochs` may grow when a finished run is extended).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -34,8 +36,21 @@ pub struct Schedule {
 pub struct IterationPlan {
     /// Per group, in [`ParamGroup::ALL`] order.
     pub hyper: [GroupHyper; 3],
+    /// The same for the parameters MuSGD boosts (Detect's class branch at 3× the learning rate; warmup starts
+    /// from the same point); equal to `hyper` for the other methods.
+    pub boosted: [GroupHyper; 3],
     /// Step after this many batches since the last step.
     pub accumulate: usize,
+}
+
+impl IterationPlan {
+    /// What [`super::optim::Optimizer::step`] takes.
+    pub fn step_hyper(&self) -> StepHyper {
+        StepHyper {
+            groups: self.hyper,
+            boosted: self.boosted,
+        }
+    }
 }
 
 impl Schedule {
@@ -77,32 +92,51 @@ impl Schedule {
         } else {
             self.accumulate
         };
-        let hyper = ParamGroup::ALL.map(|group| {
-            let decay = match group {
-                ParamGroup::Weight => opt.weight_decay,
-                _ => 0.0,
-            };
-            let (lr, momentum) = if in_warmup {
-                let lr_start = match group {
-                    ParamGroup::Bias => opt.warmup_bias_lr,
+        // AdamW groups carry `betas`, not `momentum`: Ultralytics' warmup leaves beta1 alone. SGD-style groups
+        // are ramped towards the config's momentum and keep the last value warmup set.
+        let momentum_end = opt.warmup_momentum_end.unwrap_or(opt.momentum);
+        let momentum = if !opt.method.has_momentum() {
+            opt.momentum
+        } else if in_warmup {
+            interp(self.warmup_momentum, momentum_end)
+        } else if nw > 0 {
+            momentum_end
+        } else {
+            opt.momentum
+        };
+        let plan = |gain: f64| {
+            ParamGroup::ALL.map(|group| {
+                let decay = match group {
+                    ParamGroup::Weight => opt.weight_decay,
                     _ => 0.0,
                 };
-                let momentum = match opt.method {
-                    Method::Sgd => interp(self.warmup_momentum, opt.momentum),
-                    // AdamW groups carry `betas`, not `momentum`: Ultralytics' warmup leaves beta1 alone.
-                    Method::AdamW => opt.momentum,
+                let lr = if in_warmup {
+                    let lr_start = match group {
+                        ParamGroup::Bias => opt.warmup_bias_lr,
+                        _ => 0.0,
+                    };
+                    interp(lr_start, gain * target_lr)
+                } else {
+                    gain * target_lr
                 };
-                (interp(lr_start, target_lr), momentum)
-            } else {
-                (target_lr, opt.momentum)
-            };
-            GroupHyper {
-                lr,
-                momentum,
-                weight_decay: decay,
-            }
-        });
-        IterationPlan { hyper, accumulate }
+                GroupHyper {
+                    lr,
+                    momentum,
+                    weight_decay: decay,
+                }
+            })
+        };
+        let hyper = plan(1.0);
+        let boosted = if opt.method == Method::MuSgd {
+            plan(MUSGD_CLS_LR_GAIN)
+        } else {
+            hyper
+        };
+        IterationPlan {
+            hyper,
+            boosted,
+            accumulate,
+        }
     }
 }
 
@@ -116,6 +150,7 @@ mod tests {
                 method,
                 lr0: 0.01,
                 momentum: 0.937,
+                warmup_momentum_end: None,
                 warmup_bias_lr: 0.1,
                 weight_decay: 5e-4,
             },

@@ -336,7 +336,7 @@ pub fn train<B: AutodiffBackend>(
             }
             if ni as i64 - state.last_opt_step >= plan.accumulate as i64 {
                 let grads = accumulator.grads();
-                let (stepped, outcome) = optimizer.step::<B, _>(model, grads, plan.hyper);
+                let (stepped, outcome) = optimizer.step::<B, _>(model, grads, plan.step_hyper());
                 model = stepped;
                 state.last_opt_step = ni as i64;
                 match outcome {
