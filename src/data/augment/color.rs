@@ -54,7 +54,7 @@ fn rgb_to_hsv_with(t: &DivTables, rgb: [u8; 3]) -> [u8; 3] {
 
 /// OpenCV 8-bit HSV (H in 0..180) → RGB, as its vectorised `HSV2RGB_b` computes it: floats, `1 - s·h` fused
 /// (one rounding; emulated exactly in f64, since the product of two f32 is exact there), and the result
-/// truncated, not rounded. Checked against all 2^24 colours of cv2 5.0 (`hsv_all_colours_equal_opencv_table`).
+/// truncated, not rounded. `hsv_conversions_equal_opencv` checks both directions against cv2 5.0.
 #[inline]
 pub fn hsv_to_rgb(hsv: [u8; 3]) -> [u8; 3] {
     const SECTOR: [[usize; 3]; 6] = [
@@ -68,9 +68,10 @@ pub fn hsv_to_rgb(hsv: [u8; 3]) -> [u8; 3] {
     let h = hsv[0] as f32 * (6.0f32 / 180.0);
     let s = hsv[1] as f32 * (1.0f32 / 255.0);
     let v = hsv[2] as f32 * (1.0f32 / 255.0);
-    let pre_sector = h.trunc();
+    // Truncations as integer casts: every value here is ≥ 0, and `f32::trunc` is a libm call on baseline x86-64.
+    let pre_sector = h as i32 as f32;
     let frac = h - pre_sector;
-    let sector = pre_sector - (pre_sector * (1.0f32 / 6.0)).trunc() * 6.0;
+    let sector = pre_sector - (pre_sector * (1.0f32 / 6.0)) as i32 as f32 * 6.0;
     let one_minus = |x: f32| (1.0 - s as f64 * x as f64) as f32;
     let tab = [
         v,
@@ -80,7 +81,8 @@ pub fn hsv_to_rgb(hsv: [u8; 3]) -> [u8; 3] {
     ];
     let idx = SECTOR[(sector as usize).min(5)];
     // idx is (b, g, r).
-    [tab[idx[2]], tab[idx[1]], tab[idx[0]]].map(|c| (c * 255.0).trunc().clamp(0.0, 255.0) as u8)
+    // `as u8` truncates towards zero and saturates to 0..=255, as OpenCV's store does.
+    [tab[idx[2]], tab[idx[1]], tab[idx[0]]].map(|c| (c * 255.0) as u8)
 }
 
 /// Hue, saturation and value gains of `[augment]` (`hsv_h`, `hsv_s`, `hsv_v`).
@@ -137,18 +139,7 @@ impl HsvLut {
 
     /// Applies the tables to every pixel, in place: RGB → HSV → tables → RGB.
     pub fn apply(&self, image: &mut RgbImage) {
-        // Many pixels repeat (grey padding, flat regions): remember the last one.
-        let tables = div_tables();
-        let mut last_in = [PAD_SENTINEL; 3];
-        let mut last_out = hsv_to_rgb(self.map(rgb_to_hsv_with(tables, last_in)));
-        for p in image.as_mut().chunks_exact_mut(3) {
-            let rgb = [p[0], p[1], p[2]];
-            if rgb != last_in {
-                last_in = rgb;
-                last_out = hsv_to_rgb(self.map(rgb_to_hsv_with(tables, rgb)));
-            }
-            p.copy_from_slice(&last_out);
-        }
+        apply_lanes(self, div_tables(), image.as_mut());
     }
 
     fn map(&self, hsv: [u8; 3]) -> [u8; 3] {
@@ -160,8 +151,78 @@ impl HsvLut {
     }
 }
 
-/// The first pixel to compare against; any value works.
-const PAD_SENTINEL: u8 = super::PAD_VALUE;
+/// Pixels converted together: written as straight-line loops over arrays of this many lanes, which the
+/// compiler turns into SIMD (table lookups become gathers) for the targets below.
+const LANES: usize = 16;
+
+/// [`HsvLut::apply`] over packed RGB bytes, [`LANES`] pixels at a time, with the same arithmetic as
+/// [`rgb_to_hsv`] and [`hsv_to_rgb`] (so the same bytes), branch-free.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn apply_lanes(lut: &HsvLut, t: &DivTables, pixels: &mut [u8]) {
+    let round = 1 << (HSV_SHIFT - 1);
+    let mut chunks = pixels.chunks_exact_mut(3 * LANES);
+    for chunk in &mut chunks {
+        let (mut h, mut s, mut v) = ([0usize; LANES], [0usize; LANES], [0usize; LANES]);
+        for i in 0..LANES {
+            let [r, g, b] = [chunk[3 * i], chunk[3 * i + 1], chunk[3 * i + 2]].map(i32::from);
+            let max = r.max(g).max(b);
+            let diff = max - r.min(g).min(b);
+            let vr = -i32::from(max == r);
+            let vg = -i32::from(max == g);
+            let sat = (diff * t.sdiv[(max & 255) as usize] + round) >> HSV_SHIFT;
+            let hue =
+                (vr & (g - b)) + (!vr & ((vg & (b - r + 2 * diff)) + (!vg & (r - g + 4 * diff))));
+            let hue = (hue * t.hdiv[(diff & 255) as usize] + round) >> HSV_SHIFT;
+            let hue = hue + ((hue >> 31) & 180);
+            h[i] = lut.hue[(hue & 255) as usize] as usize;
+            s[i] = lut.saturation[(sat & 255) as usize] as usize;
+            v[i] = lut.value[(max & 255) as usize] as usize;
+        }
+        for i in 0..LANES {
+            let hh = h[i] as f32 * (6.0f32 / 180.0);
+            let ss = s[i] as f32 * (1.0f32 / 255.0);
+            let vv = v[i] as f32 * (1.0f32 / 255.0);
+            let pre_sector = hh as i32 as f32;
+            let frac = hh - pre_sector;
+            let sector = (pre_sector - (pre_sector * (1.0f32 / 6.0)) as i32 as f32 * 6.0) as i32;
+            let one_minus = |x: f32| (1.0 - f64::from(ss) * f64::from(x)) as f32;
+            let p = vv * one_minus(1.0);
+            let q = vv * one_minus(frac);
+            let tt = vv * one_minus(1.0 - frac);
+            // hsv_to_rgb's SECTOR table as selects (sector ≥ 5 reads row 5, as its `min(5)`)
+            let r = match sector {
+                0 => vv,
+                1 => q,
+                2 | 3 => p,
+                4 => tt,
+                _ => vv,
+            };
+            let g = match sector {
+                0 => tt,
+                1 | 2 => vv,
+                3 => q,
+                _ => p,
+            };
+            let b = match sector {
+                0 | 1 => p,
+                2 => tt,
+                3 | 4 => vv,
+                _ => q,
+            };
+            chunk[3 * i] = (r * 255.0) as u8;
+            chunk[3 * i + 1] = (g * 255.0) as u8;
+            chunk[3 * i + 2] = (b * 255.0) as u8;
+        }
+    }
+    for px in chunks.into_remainder().chunks_exact_mut(3) {
+        let out = hsv_to_rgb(lut.map(rgb_to_hsv_with(t, [px[0], px[1], px[2]])));
+        px.copy_from_slice(&out);
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -200,6 +261,44 @@ mod tests {
         ];
         for (rgb, back) in cases {
             assert_eq!(hsv_to_rgb(rgb_to_hsv(rgb)), back, "rgb {rgb:?}");
+        }
+    }
+
+    #[test]
+    fn hsv_conversions_equal_opencv() {
+        // tests/data/hsv.safetensors (scripts/make_hsv_case.py): cv2 5.0's BGR2HSV of 4,416 colours and its
+        // HSV2BGR of that HSV, on one wide row (its vectorised path).
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/hsv.safetensors");
+        let bytes = std::fs::read(path).expect("tests/data/hsv.safetensors");
+        let st = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+        let get = |name: &str| st.tensor(name).expect(name).data().to_vec();
+        let (rgb, hsv, back) = (get("rgb"), get("hsv"), get("back_rgb"));
+        for ((c, h), b) in rgb.chunks(3).zip(hsv.chunks(3)).zip(back.chunks(3)) {
+            let c = [c[0], c[1], c[2]];
+            assert_eq!(rgb_to_hsv(c), [h[0], h[1], h[2]], "rgb {c:?}");
+            assert_eq!(
+                hsv_to_rgb([h[0], h[1], h[2]]),
+                [b[0], b[1], b[2]],
+                "hsv {h:?}"
+            );
+        }
+        // the lane-parallel apply gives the same bytes: identity tables turn the image into its round trip
+        let lut = HsvLut::from_gains([0.0, 0.0, 0.0]);
+        let n = rgb.len() as u32 / 3;
+        let mut image = RgbImage::from_raw(n, 1, rgb.clone()).expect("rgb");
+        lut.apply(&mut image);
+        assert_eq!(image.as_raw(), &back);
+    }
+
+    #[test]
+    fn hsv_lanes_equal_scalar_conversion_with_gains() {
+        let lut = HsvLut::from_gains([0.013, -0.61, 0.37]);
+        let pixels: Vec<u8> = (0..3 * 1000u32).map(|i| (i * 7919 % 251) as u8).collect();
+        let mut image = RgbImage::from_raw(1000, 1, pixels.clone()).expect("rgb");
+        lut.apply(&mut image);
+        for (p, q) in pixels.chunks(3).zip(image.as_raw().chunks(3)) {
+            let want = hsv_to_rgb(lut.map(rgb_to_hsv([p[0], p[1], p[2]])));
+            assert_eq!([q[0], q[1], q[2]], want, "rgb {p:?}");
         }
     }
 

@@ -132,6 +132,16 @@ impl Warp {
     /// The warped image, `out_side` square, bilinear with 1/32-pixel positions (OpenCV's `INTER_TAB_SIZE`)
     /// and grey 114 outside the input, as `cv2.warpAffine` / `cv2.warpPerspective` with `borderValue=114`.
     pub fn warp_image(&self, src: &RgbImage, out_side: u32) -> RgbImage {
+        if self.projective {
+            self.warp_perspective(src, out_side)
+        } else {
+            let m = [self.m[0], self.m[1]];
+            warp_affine(src, &m, out_side)
+        }
+    }
+
+    /// The projective case, one pixel at a time in floating point.
+    fn warp_perspective(&self, src: &RgbImage, out_side: u32) -> RgbImage {
         let n = out_side as usize;
         let mut out = vec![PAD_VALUE; n * n * 3];
         let Some(inv) = invert(&self.m) else {
@@ -240,6 +250,89 @@ impl Warp {
     }
 }
 
+/// `cv2.warpAffine(src, m, (n, n), flags=INTER_LINEAR, borderValue=(114, 114, 114))` as OpenCV 4.11+ and 5.x
+/// compute it for 8-bit, 3-channel images (`warpAffineLinearInvoker_8UC3`, its SIMD path): the matrix inverted
+/// in f64 as `hal::warpAffine` does and cut to f32; per row `M1·y + M2` in f32, per pixel `fma(M0, x, ·)`; the
+/// tap weights are the fractional parts, blended with three FMAs and rounded half to even. Taps outside the
+/// source read 114. `tests/data/warp_affine.safetensors` holds cv2's own outputs for this function's test.
+/// (OpenCV's scalar tail, used only for the last `width mod 16` pixels of a row, rounds differently by at most
+/// one level; our widths are multiples of 32.)
+pub fn warp_affine(src: &RgbImage, m: &[[f64; 3]; 2], out_side: u32) -> RgbImage {
+    let n = out_side as usize;
+    let mut out = vec![PAD_VALUE; n * n * 3];
+    let [[m0, m1, m2], [m3, m4, m5]] = *m;
+    let d = m0 * m4 - m1 * m3;
+    let d = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let (i0, i1, i3, i4) = (m4 * d, m1 * -d, m3 * -d, m0 * d);
+    let i2 = -i0 * m2 - i1 * m5;
+    let i5 = -i3 * m2 - i4 * m5;
+    let inv = [i0, i1, i2, i3, i4, i5].map(|v| v as f32);
+    let (sw, sh) = (src.width() as usize, src.height() as usize);
+    if n == 0 || sw == 0 || sh == 0 {
+        return RgbImage::from_raw(out_side, out_side, out).unwrap_or_default();
+    }
+    for (y, row) in out.chunks_exact_mut(n * 3).enumerate() {
+        warp_affine_row(src.as_raw(), [sw, sh], &inv, y, row);
+    }
+    RgbImage::from_raw(out_side, out_side, out).unwrap_or_default()
+}
+
+/// One output row of [`warp_affine`]; compiled for FMA targets so that `mul_add` is one instruction.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn warp_affine_row(raw: &[u8], [sw, sh]: [usize; 2], m: &[f32; 6], y: usize, row: &mut [u8]) {
+    let yf = y as f32;
+    let (mx, my) = (yf * m[1] + m[2], yf * m[4] + m[5]);
+    let stride = sw * 3;
+    let pad = f32::from(PAD_VALUE);
+    let tap = |x: i32, y: i32, c: usize| -> f32 {
+        if (x as u32 as usize) < sw && (y as u32 as usize) < sh {
+            f32::from(raw[y as usize * stride + x as usize * 3 + c])
+        } else {
+            pad
+        }
+    };
+    for (x, d) in row.chunks_exact_mut(3).enumerate() {
+        let xf = x as f32;
+        let sx = m[0].mul_add(xf, mx);
+        let sy = m[3].mul_add(xf, my);
+        let (ix, iy) = (sx.floor() as i32, sy.floor() as i32);
+        let (a, b) = (sx - ix as f32, sy - iy as f32);
+        let blend = |p00: f32, p01: f32, p10: f32, p11: f32| -> u8 {
+            let top = a.mul_add(p01 - p00, p00);
+            let bottom = a.mul_add(p11 - p10, p10);
+            b.mul_add(bottom - top, top)
+                .round_ties_even()
+                .clamp(0.0, 255.0) as u8
+        };
+        if (ix as u32 as usize) < sw - 1 && (iy as u32 as usize) < sh - 1 {
+            let i = iy as usize * stride + ix as usize * 3;
+            let (t, u) = (&raw[i..i + 6], &raw[i + stride..i + stride + 6]);
+            for c in 0..3 {
+                d[c] = blend(
+                    f32::from(t[c]),
+                    f32::from(t[c + 3]),
+                    f32::from(u[c]),
+                    f32::from(u[c + 3]),
+                );
+            }
+        } else if ((ix + 1) as u32 as usize) < sw + 1 && ((iy + 1) as u32 as usize) < sh + 1 {
+            // at the border: the taps outside read the border value
+            for (c, v) in d.iter_mut().enumerate() {
+                *v = blend(
+                    tap(ix, iy, c),
+                    tap(ix + 1, iy, c),
+                    tap(ix, iy + 1, c),
+                    tap(ix + 1, iy + 1, c),
+                );
+            }
+        }
+    }
+}
+
 /// The thresholds of `box_candidates`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BoxCandidates {
@@ -336,6 +429,43 @@ mod tests {
         let out = warp.apply(&sample, 64);
         assert_eq!(out.image, sample.image);
         assert_eq!(out.boxes, sample.boxes);
+    }
+
+    #[test]
+    fn warp_affine_equals_opencv() {
+        // tests/data/warp_affine.safetensors: cv2 5.0 warpAffine outputs (scripts/make_warp_case.py). Every
+        // byte must match: zoom in and out, rotation with shear, a source partly outside, and the exact grid.
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/warp_affine.safetensors"
+        );
+        let bytes = std::fs::read(path).expect("tests/data/warp_affine.safetensors");
+        let st = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+        let src = st.tensor("src").expect("src");
+        let [h, w] = [src.shape()[0] as u32, src.shape()[1] as u32];
+        let src = RgbImage::from_raw(w, h, src.data().to_vec()).expect("rgb");
+        for i in 0..5 {
+            let m: Vec<f64> = st
+                .tensor(&format!("m{i}"))
+                .expect("matrix")
+                .data()
+                .chunks_exact(8)
+                .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")))
+                .collect();
+            let m = [[m[0], m[1], m[2]], [m[3], m[4], m[5]]];
+            let want = st.tensor(&format!("out{i}")).expect("output");
+            let got = warp_affine(&src, &m, want.shape()[0] as u32);
+            let differ = got
+                .as_raw()
+                .iter()
+                .zip(want.data())
+                .filter(|(a, b)| a != b)
+                .count();
+            assert_eq!(
+                differ, 0,
+                "case {i}: {differ} bytes differ from cv2.warpAffine"
+            );
+        }
     }
 
     #[test]

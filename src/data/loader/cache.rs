@@ -6,10 +6,11 @@
 //! never read each other's files. The file is a standard NPY 1.0 array `|u1` of shape `(h, w, 3)`, readable with
 //! `numpy.load`; it is used only when it is newer than the image.
 
+use std::collections::{HashMap, VecDeque};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use image::RgbImage;
 
@@ -23,6 +24,11 @@ use crate::YoloError;
 pub enum ImageCache {
     /// Decode and resize each time.
     None,
+    /// No cache asked for, in training: Ultralytics' mosaic buffer, the most recently decoded images kept
+    /// until `max` newer ones have been decoded (`BaseDataset.load_image`, `max_buffer_length =
+    /// min(images, batch · 8, 1000)`). A mosaic draws three random partners per sample, so this spares most of
+    /// their decodes on small datasets while memory stays bounded by the batch size, not the dataset.
+    Recent(RecentBuffer),
     /// Decoded and resized on first use, then kept: one slot per image of the index.
     Ram(Vec<OnceLock<Arc<RgbImage>>>),
     /// Raw resized pixels in `.npy` files beside the images.
@@ -63,10 +69,29 @@ impl ImageCache {
         }
     }
 
+    /// The training cache for `mode`: as [`ImageCache::new`], except that no cache becomes Ultralytics'
+    /// recent-image buffer for a batch size of `batch`.
+    pub fn for_training(mode: CacheMode, paths: &[&Path], batch: usize) -> Self {
+        match mode {
+            CacheMode::None => Self::Recent(RecentBuffer::new(
+                paths.len().min(batch * 8).min(MAX_RECENT),
+            )),
+            _ => Self::new(mode, paths),
+        }
+    }
+
     /// Image `i` (at `path`), decoded, EXIF-rotated and resized so its long side is `imgsz`.
     pub fn load(&self, i: usize, path: &Path, imgsz: u32) -> Result<Arc<RgbImage>, YoloError> {
         match self {
             Self::None => decode_resized(path, imgsz).map(Arc::new),
+            Self::Recent(buffer) => {
+                if let Some(image) = buffer.get(i) {
+                    return Ok(image);
+                }
+                let image = Arc::new(decode_resized(path, imgsz)?);
+                buffer.insert(i, image.clone());
+                Ok(image)
+            }
             Self::Ram(slots) => {
                 if let Some(image) = slots.get(i).and_then(|s| s.get()) {
                     return Ok(image.clone());
@@ -90,6 +115,61 @@ impl ImageCache {
                 Ok(Arc::new(image))
             }
         }
+    }
+}
+
+/// Ultralytics' cap on its mosaic buffer.
+const MAX_RECENT: usize = 1000;
+
+/// The images decoded most recently, shared by the workers; see [`ImageCache::Recent`].
+#[derive(Debug)]
+pub struct RecentBuffer {
+    max: usize,
+    state: Mutex<RecentState>,
+}
+
+#[derive(Debug, Default)]
+struct RecentState {
+    images: HashMap<usize, Arc<RgbImage>>,
+    order: VecDeque<usize>,
+}
+
+impl RecentBuffer {
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            state: Mutex::new(RecentState::default()),
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<Arc<RgbImage>> {
+        // A poisoned lock only means another worker panicked mid-insert; the map is still whole.
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.images.get(&i).cloned()
+    }
+
+    /// Keeps image `i`, then drops the oldest while the buffer holds `max` or more (and more than one), as
+    /// `if 1 < len(self.buffer) >= self.max_buffer_length: pop(0)` does.
+    fn insert(&self, i: usize, image: Arc<RgbImage>) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.images.insert(i, image).is_none() {
+            state.order.push_back(i);
+        }
+        while state.order.len() > 1 && state.order.len() >= self.max {
+            if let Some(old) = state.order.pop_front() {
+                state.images.remove(&old);
+            }
+        }
+    }
+
+    /// Images held now.
+    pub fn len(&self) -> usize {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.images.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -174,6 +254,25 @@ mod tests {
         let header_end = 10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
         assert_eq!(header_end % 64, 0);
         assert_eq!(read_npy(&path).unwrap(), image);
+    }
+
+    #[test]
+    fn recent_buffer_keeps_fewer_than_max_newest() {
+        let buffer = RecentBuffer::new(3);
+        let image = Arc::new(RgbImage::new(1, 1));
+        for i in 0..5 {
+            buffer.insert(i, image.clone());
+        }
+        // Ultralytics pops once the buffer reaches max: the newest max − 1 stay
+        assert_eq!(buffer.len(), 2);
+        assert!(buffer.get(4).is_some() && buffer.get(3).is_some() && buffer.get(2).is_none());
+        // re-inserting a held image does not count twice
+        buffer.insert(4, image.clone());
+        assert_eq!(buffer.len(), 2);
+        // a buffer of one still keeps its image
+        let one = RecentBuffer::new(1);
+        one.insert(7, image);
+        assert!(one.get(7).is_some());
     }
 
     #[test]

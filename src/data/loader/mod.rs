@@ -191,7 +191,10 @@ impl Loader {
             })
             .collect();
         let paths: Vec<&std::path::Path> = items.iter().map(|i| i.path.as_path()).collect();
-        let cache = Arc::new(ImageCache::new(config.cache, &paths));
+        let cache = Arc::new(match config.mode {
+            LoaderMode::Train(_) => ImageCache::for_training(config.cache, &paths, config.batch),
+            _ => ImageCache::new(config.cache, &paths),
+        });
         Ok(Self {
             items: Arc::new(items),
             config,
