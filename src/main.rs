@@ -280,7 +280,30 @@ struct LoaderBenchArgs {
     json: bool,
 }
 
+/// Tells glibc's allocator to keep freed memory for reuse instead of returning it to the kernel.
+///
+/// Why: by default glibc serves blocks above a threshold (128 KiB at first, growing to 32 MiB) with fresh
+/// `mmap`s and trims freed heap tops, so every training step's tensors and every loader canvas (a 640² mosaic is
+/// 4.9 MB) are new pages that the kernel must fault in and zero. That was a quarter of the loader's time and
+/// ~7 % of a train step (docs/benchmarks.md). The cost is that the process keeps its peak heap instead of
+/// shrinking after it.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_freed_memory() {
+    // glibc's ceiling for M_MMAP_THRESHOLD is half its 64 MiB heap size; larger blocks are mmapped anyway.
+    const MMAP_THRESHOLD: libc::c_int = 32 << 20;
+    const TRIM_THRESHOLD: libc::c_int = 1 << 30;
+    // SAFETY: mallopt only changes allocator parameters; it runs before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_memory() {}
+
 fn main() -> ExitCode {
+    keep_freed_memory();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

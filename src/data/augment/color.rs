@@ -5,6 +5,7 @@
 
 use image::RgbImage;
 
+use super::trunc_to_byte;
 use crate::data::rng::SampleRng;
 
 /// OpenCV's `hsv_shift`.
@@ -164,9 +165,12 @@ const LANES: usize = 16;
 ))]
 fn apply_lanes(lut: &HsvLut, t: &DivTables, pixels: &mut [u8]) {
     let round = 1 << (HSV_SHIFT - 1);
+    // 32-bit copies of the byte tables: lookups in them vectorise as gathers, byte lookups do not.
+    let widen = |table: &[u8; 256]| table.map(i32::from);
+    let (hue_lut, sat_lut, val_lut) = (widen(&lut.hue), widen(&lut.saturation), widen(&lut.value));
     let mut chunks = pixels.chunks_exact_mut(3 * LANES);
     for chunk in &mut chunks {
-        let (mut h, mut s, mut v) = ([0usize; LANES], [0usize; LANES], [0usize; LANES]);
+        let (mut h, mut s, mut v) = ([0i32; LANES], [0i32; LANES], [0i32; LANES]);
         for i in 0..LANES {
             let [r, g, b] = [chunk[3 * i], chunk[3 * i + 1], chunk[3 * i + 2]].map(i32::from);
             let max = r.max(g).max(b);
@@ -178,17 +182,21 @@ fn apply_lanes(lut: &HsvLut, t: &DivTables, pixels: &mut [u8]) {
                 (vr & (g - b)) + (!vr & ((vg & (b - r + 2 * diff)) + (!vg & (r - g + 4 * diff))));
             let hue = (hue * t.hdiv[(diff & 255) as usize] + round) >> HSV_SHIFT;
             let hue = hue + ((hue >> 31) & 180);
-            h[i] = lut.hue[(hue & 255) as usize] as usize;
-            s[i] = lut.saturation[(sat & 255) as usize] as usize;
-            v[i] = lut.value[(max & 255) as usize] as usize;
+            h[i] = hue_lut[(hue & 255) as usize];
+            s[i] = sat_lut[(sat & 255) as usize];
+            v[i] = val_lut[(max & 255) as usize];
         }
+        let mut rgb = [[0u8; 3]; LANES];
         for i in 0..LANES {
             let hh = h[i] as f32 * (6.0f32 / 180.0);
             let ss = s[i] as f32 * (1.0f32 / 255.0);
             let vv = v[i] as f32 * (1.0f32 / 255.0);
-            let pre_sector = hh as i32 as f32;
+            // truncations of values in 0..=255 (`as` saturates, which does not vectorise)
+            let pre_sector = f32::from(trunc_to_byte(hh));
             let frac = hh - pre_sector;
-            let sector = (pre_sector - (pre_sector * (1.0f32 / 6.0)) as i32 as f32 * 6.0) as i32;
+            let sector = trunc_to_byte(
+                pre_sector - f32::from(trunc_to_byte(pre_sector * (1.0f32 / 6.0))) * 6.0,
+            );
             let one_minus = |x: f32| (1.0 - f64::from(ss) * f64::from(x)) as f32;
             let p = vv * one_minus(1.0);
             let q = vv * one_minus(frac);
@@ -213,9 +221,11 @@ fn apply_lanes(lut: &HsvLut, t: &DivTables, pixels: &mut [u8]) {
                 3 | 4 => vv,
                 _ => q,
             };
-            chunk[3 * i] = (r * 255.0) as u8;
-            chunk[3 * i + 1] = (g * 255.0) as u8;
-            chunk[3 * i + 2] = (b * 255.0) as u8;
+            // r, g, b are in 0..=1; truncation towards zero, as `hsv_to_rgb`'s `as u8`
+            rgb[i] = [r, g, b].map(|c| trunc_to_byte(c * 255.0));
+        }
+        for (px, out) in chunk.chunks_exact_mut(3).zip(&rgb) {
+            px.copy_from_slice(out);
         }
     }
     for px in chunks.into_remainder().chunks_exact_mut(3) {

@@ -27,6 +27,19 @@ pub use perspective::{box_candidates, BoxCandidates, PerspectiveRange, Warp};
 /// Grey of padding and of pixels warped in from outside (Ultralytics' 114).
 pub const PAD_VALUE: u8 = 114;
 
+/// `x` truncated towards zero and clamped to `0..=255`, as `x as u8` gives, but as a plain conversion
+/// instruction, which vectorises, where `as` saturates with compares that do not. Exact for every finite `x` in
+/// `-1.0 < x < 256.0`, the range of our pixel arithmetic; any other value (NaN included) still gives a byte.
+#[inline(always)]
+// not `clamp`: it passes a NaN through, and a NaN must not reach `to_int_unchecked`
+#[allow(clippy::manual_clamp)]
+pub(crate) fn trunc_to_byte(x: f32) -> u8 {
+    // f32::max returns the other operand for a NaN, so this is finite and in 0..=255 whatever x is.
+    let x = x.max(0.0).min(255.0);
+    // SAFETY: x is finite and within 0..=255, so its truncation is representable as an i32.
+    unsafe { x.to_int_unchecked::<i32>() as u8 }
+}
+
 /// A box on the current image of a sample.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LabelBox {
@@ -165,6 +178,17 @@ impl TrainAugment {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trunc_to_byte_is_as_u8_in_range_and_safe_outside() {
+        for x in [0.0f32, 0.4, 0.99, 1.0, 113.7, 254.999, 255.0, -0.5, -0.0] {
+            assert_eq!(trunc_to_byte(x), x as u8, "{x}");
+        }
+        assert_eq!(trunc_to_byte(f32::NAN), 0);
+        assert_eq!(trunc_to_byte(1e9), 255);
+        assert_eq!(trunc_to_byte(-1e9), 0);
+        assert_eq!(trunc_to_byte(f32::INFINITY), 255);
+    }
 
     #[test]
     fn train_augment_refuses_mixup() {

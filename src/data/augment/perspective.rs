@@ -4,7 +4,7 @@
 
 use image::RgbImage;
 
-use super::{LabelBox, Sample, PAD_VALUE};
+use super::{trunc_to_byte, LabelBox, Sample, PAD_VALUE};
 use crate::config::AugmentSection;
 use crate::data::rng::SampleRng;
 
@@ -271,10 +271,93 @@ pub fn warp_affine(src: &RgbImage, m: &[[f64; 3]; 2], out_side: u32) -> RgbImage
     if n == 0 || sw == 0 || sh == 0 {
         return RgbImage::from_raw(out_side, out_side, out).unwrap_or_default();
     }
-    for (y, row) in out.chunks_exact_mut(n * 3).enumerate() {
-        warp_affine_row(src.as_raw(), [sw, sh], &inv, y, row);
+    if inv[1] == 0.0 && inv[3] == 0.0 {
+        warp_affine_separable(src.as_raw(), [sw, sh], &inv, n, &mut out);
+    } else {
+        for (y, row) in out.chunks_exact_mut(n * 3).enumerate() {
+            warp_affine_row(src.as_raw(), [sw, sh], &inv, y, row);
+        }
     }
     RgbImage::from_raw(out_side, out_side, out).unwrap_or_default()
+}
+
+/// [`warp_affine`] without rotation or shear (Ultralytics' default `degrees = shear = 0`), with the same
+/// arithmetic, so the same bytes: `M1 = M3 = 0` makes a column's source `x` and blend weight the same on every
+/// row and a row's source `y` the same in every column. So each source row is blended horizontally once
+/// (`top = fma(a, p01 − p00, p00)`, taps outside reading 114), kept while the next output row needs it, and each
+/// output row is one vertical `fma(b, bottom − top, top)` over contiguous floats, which vectorises.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn warp_affine_separable(raw: &[u8], [sw, sh]: [usize; 2], m: &[f32; 6], n: usize, out: &mut [u8]) {
+    // `y·M1 + M2` is the same signed value for every y when M1 is ±0, and `fma(±0, x, ·)` likewise.
+    let mx = 0.0f32 * m[1] + m[2];
+    let columns: Vec<(i32, f32)> = (0..n)
+        .map(|x| {
+            let sx = m[0].mul_add(x as f32, mx);
+            let ix = sx.floor() as i32;
+            (ix, sx - ix as f32)
+        })
+        .collect();
+    let stride = sw * 3;
+    let pad = f32::from(PAD_VALUE);
+    let horizontal = |r: i32, h: &mut Vec<f32>| {
+        h.clear();
+        h.resize(n * 3, pad);
+        if (r as u32 as usize) >= sh {
+            return;
+        }
+        let row = &raw[r as usize * stride..][..stride];
+        let tap = |x: i32, c: usize| -> f32 {
+            if (x as u32 as usize) < sw {
+                f32::from(row[x as usize * 3 + c])
+            } else {
+                pad
+            }
+        };
+        for (out, &(ix, a)) in h.chunks_exact_mut(3).zip(&columns) {
+            if (ix as u32 as usize) < sw - 1 {
+                let p = &row[ix as usize * 3..][..6];
+                for c in 0..3 {
+                    let (p0, p1) = (f32::from(p[c]), f32::from(p[c + 3]));
+                    out[c] = a.mul_add(p1 - p0, p0);
+                }
+            } else {
+                for (c, o) in out.iter_mut().enumerate() {
+                    let (p0, p1) = (tap(ix, c), tap(ix + 1, c));
+                    *o = a.mul_add(p1 - p0, p0);
+                }
+            }
+        }
+    };
+    // The horizontal blends of the two source rows the current output row reads: (row index, values). Output
+    // rows move down the source, so the next output row usually finds one or both here already.
+    let mut slots = [
+        (i32::MIN, Vec::with_capacity(n * 3)),
+        (i32::MIN, Vec::with_capacity(n * 3)),
+    ];
+    for (y, row) in out.chunks_exact_mut(n * 3).enumerate() {
+        let my = y as f32 * m[4] + m[5];
+        let sy = m[3].mul_add(1.0, my);
+        let iy = sy.floor() as i32;
+        let b = sy - iy as f32;
+        let below = iy.saturating_add(1);
+        if slots[0].0 != iy && slots[1].0 == iy {
+            slots.swap(0, 1);
+        }
+        for (slot, r) in slots.iter_mut().zip([iy, below]) {
+            if slot.0 != r {
+                horizontal(r, &mut slot.1);
+                slot.0 = r;
+            }
+        }
+        let [(_, top), (_, bottom)] = &slots;
+        for (d, (&t, &u)) in row.iter_mut().zip(top.iter().zip(bottom)) {
+            *d = trunc_to_byte(b.mul_add(u - t, t).round_ties_even());
+        }
+    }
 }
 
 /// One output row of [`warp_affine`]; compiled for FMA targets so that `mul_add` is one instruction.
@@ -465,6 +548,44 @@ mod tests {
                 differ, 0,
                 "case {i}: {differ} bytes differ from cv2.warpAffine"
             );
+        }
+    }
+
+    #[test]
+    fn warp_affine_separable_path_equals_row_path() {
+        // Axis-aligned matrices take the separable path; it must give the bytes of the per-pixel one, for
+        // zoom in and out and sources partly or wholly outside the output.
+        let src = RgbImage::from_fn(53, 41, |x, y| {
+            image::Rgb([
+                (x * 37 + y * 11) as u8,
+                (x * y) as u8,
+                (x * 5 + 200 - y) as u8,
+            ])
+        });
+        for (k, (scale, tx, ty)) in [
+            (0.5, 20.0, 30.0),
+            (1.5, 10.0, -5.0),
+            (1.0, 0.25, 0.75),
+            (0.8, -40.0, 60.0),
+            (2.3, 64.0, 64.0),
+            (1.0, 200.0, 0.0),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let m = [[scale, 0.0, tx], [0.0, scale, ty]];
+            let n = 64;
+            let fast = warp_affine(&src, &m, n as u32);
+            // the per-pixel path on the inverse that warp_affine computes (the same f64 formula)
+            let [[m0, m1, m2], [m3, m4, m5]] = m;
+            let d = 1.0 / (m0 * m4 - m1 * m3);
+            let (i0, i1, i3, i4) = (m4 * d, m1 * -d, m3 * -d, m0 * d);
+            let exact = [i0, i1, -i0 * m2 - i1 * m5, i3, i4, -i3 * m2 - i4 * m5].map(|v| v as f32);
+            let mut slow = vec![PAD_VALUE; n * n * 3];
+            for (y, row) in slow.chunks_exact_mut(n * 3).enumerate() {
+                warp_affine_row(src.as_raw(), [53, 41], &exact, y, row);
+            }
+            assert_eq!(fast.as_raw(), &slow, "case {k}");
         }
     }
 
