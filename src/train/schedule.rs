@@ -220,6 +220,33 @@ mod tests {
     }
 
     #[test]
+    fn musgd_boosts_the_class_branch_and_ramps_momentum_to_the_config() {
+        // auto's MuSGD: built with momentum 0.9, warmup ramps it to the config's 0.937 and leaves it there;
+        // the class branch runs at 3× the learning rate from the same warmup start.
+        let mut s = schedule(Method::MuSgd);
+        s.optimizer.momentum = 0.9;
+        s.optimizer.warmup_momentum_end = Some(0.937);
+        let start = s.at(0, 0);
+        assert_eq!(start.hyper[0].momentum, 0.8);
+        assert_eq!(start.boosted[2].lr, start.hyper[2].lr);
+        let mid = s.at(1, 75);
+        assert!((mid.hyper[0].momentum - (0.8 + 0.137 / 2.0)).abs() < 1e-12);
+        assert!((mid.boosted[0].lr - 0.5 * 3.0 * 0.01 * s.lf(1)).abs() < 1e-15);
+        let after = s.at(5, 300);
+        assert_eq!(after.hyper[1].momentum, 0.937);
+        assert!((after.boosted[1].lr - 3.0 * after.hyper[1].lr).abs() < 1e-15);
+        // without warmup the momentum the optimizer was built with stays
+        let s = Schedule {
+            warmup_epochs: 0.0,
+            ..s
+        };
+        assert_eq!(s.at(0, 0).hyper[0].momentum, 0.9);
+        // the other methods boost nothing
+        let sgd = schedule(Method::Sgd).at(5, 300);
+        assert_eq!(sgd.boosted, sgd.hyper);
+    }
+
+    #[test]
     fn adamw_warmup_leaves_beta1() {
         let s = schedule(Method::AdamW);
         assert_eq!(s.at(0, 0).hyper[0].momentum, 0.937);

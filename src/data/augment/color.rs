@@ -32,58 +32,69 @@ fn div_tables() -> &'static DivTables {
 
 /// OpenCV 8-bit RGB → HSV, H in 0..180.
 pub fn rgb_to_hsv(rgb: [u8; 3]) -> [u8; 3] {
-    rgb_to_hsv_with(div_tables(), rgb)
+    rgb_to_hsv_with(div_tables(), rgb.map(i32::from)).map(|v| v as u8)
 }
 
-#[inline]
-fn rgb_to_hsv_with(t: &DivTables, rgb: [u8; 3]) -> [u8; 3] {
-    let [r, g, b] = rgb.map(i32::from);
+/// [`rgb_to_hsv`] on one pixel widened to `i32`, branch-free so that [`apply_lanes`] vectorises it; every
+/// output is in `0..=255`.
+#[inline(always)]
+fn rgb_to_hsv_with(t: &DivTables, [r, g, b]: [i32; 3]) -> [i32; 3] {
     let v = r.max(g).max(b);
-    let vmin = r.min(g).min(b);
-    let diff = v - vmin;
-    let vr = if v == r { -1 } else { 0 };
-    let vg = if v == g { -1 } else { 0 };
+    let diff = v - r.min(g).min(b);
+    let vr = -i32::from(v == r);
+    let vg = -i32::from(v == g);
     let round = 1 << (HSV_SHIFT - 1);
-    let s = (diff * t.sdiv[v as usize] + round) >> HSV_SHIFT;
-    let mut h = (vr & (g - b)) + (!vr & ((vg & (b - r + 2 * diff)) + (!vg & (r - g + 4 * diff))));
-    h = (h * t.hdiv[diff as usize] + round) >> HSV_SHIFT;
-    if h < 0 {
-        h += 180;
-    }
-    [h as u8, s as u8, v as u8]
+    let s = (diff * t.sdiv[(v & 255) as usize] + round) >> HSV_SHIFT;
+    let h = (vr & (g - b)) + (!vr & ((vg & (b - r + 2 * diff)) + (!vg & (r - g + 4 * diff))));
+    let h = (h * t.hdiv[(diff & 255) as usize] + round) >> HSV_SHIFT;
+    [h + ((h >> 31) & 180), s, v]
 }
 
 /// OpenCV 8-bit HSV (H in 0..180) → RGB, as its vectorised `HSV2RGB_b` computes it: floats, `1 - s·h` fused
 /// (one rounding; emulated exactly in f64, since the product of two f32 is exact there), and the result
 /// truncated, not rounded. `hsv_conversions_equal_opencv` checks both directions against cv2 5.0.
-#[inline]
 pub fn hsv_to_rgb(hsv: [u8; 3]) -> [u8; 3] {
-    const SECTOR: [[usize; 3]; 6] = [
-        [1, 3, 0],
-        [1, 0, 2],
-        [3, 0, 1],
-        [0, 2, 1],
-        [0, 1, 3],
-        [2, 1, 0],
-    ];
-    let h = hsv[0] as f32 * (6.0f32 / 180.0);
-    let s = hsv[1] as f32 * (1.0f32 / 255.0);
-    let v = hsv[2] as f32 * (1.0f32 / 255.0);
-    // Truncations as integer casts: every value here is ≥ 0, and `f32::trunc` is a libm call on baseline x86-64.
-    let pre_sector = h as i32 as f32;
+    hsv_to_rgb_i32(hsv.map(i32::from))
+}
+
+/// [`hsv_to_rgb`] on one pixel widened to `i32`, branch-free (its sector table as selects, truncations as
+/// plain conversions) so that [`apply_lanes`] vectorises it.
+#[inline(always)]
+fn hsv_to_rgb_i32([h, s, v]: [i32; 3]) -> [u8; 3] {
+    let h = h as f32 * (6.0f32 / 180.0);
+    let s = s as f32 * (1.0f32 / 255.0);
+    let v = v as f32 * (1.0f32 / 255.0);
+    let pre_sector = f32::from(trunc_to_byte(h));
     let frac = h - pre_sector;
-    let sector = pre_sector - (pre_sector * (1.0f32 / 6.0)) as i32 as f32 * 6.0;
-    let one_minus = |x: f32| (1.0 - s as f64 * x as f64) as f32;
-    let tab = [
-        v,
-        v * one_minus(1.0),
-        v * one_minus(frac),
-        v * one_minus(1.0 - frac),
-    ];
-    let idx = SECTOR[(sector as usize).min(5)];
-    // idx is (b, g, r).
-    // `as u8` truncates towards zero and saturates to 0..=255, as OpenCV's store does.
-    [tab[idx[2]], tab[idx[1]], tab[idx[0]]].map(|c| (c * 255.0) as u8)
+    let sector =
+        trunc_to_byte(pre_sector - f32::from(trunc_to_byte(pre_sector * (1.0f32 / 6.0))) * 6.0);
+    let one_minus = |x: f32| (1.0 - f64::from(s) * f64::from(x)) as f32;
+    let p = v * one_minus(1.0);
+    let q = v * one_minus(frac);
+    let t = v * one_minus(1.0 - frac);
+    // OpenCV's sector table {b, g, r} = {p,t,v} {p,v,q} {t,v,p} {v,q,p} {v,p,t} {q,p,v}; sector ≥ 5 reads the
+    // last row, as OpenCV's clamp does.
+    let r = match sector {
+        0 => v,
+        1 => q,
+        2 | 3 => p,
+        4 => t,
+        _ => v,
+    };
+    let g = match sector {
+        0 => t,
+        1 | 2 => v,
+        3 => q,
+        _ => p,
+    };
+    let b = match sector {
+        0 | 1 => p,
+        2 => t,
+        3 | 4 => v,
+        _ => q,
+    };
+    // r, g, b are in 0..=1; OpenCV's store truncates towards zero
+    [r, g, b].map(|c| trunc_to_byte(c * 255.0))
 }
 
 /// Hue, saturation and value gains of `[augment]` (`hsv_h`, `hsv_s`, `hsv_v`).
@@ -143,6 +154,8 @@ impl HsvLut {
         apply_lanes(self, div_tables(), image.as_mut());
     }
 
+    /// The tables on one HSV triple: the tests' scalar reference for [`apply_lanes`].
+    #[cfg(test)]
     fn map(&self, hsv: [u8; 3]) -> [u8; 3] {
         [
             self.hue[hsv[0] as usize],
@@ -164,73 +177,31 @@ const LANES: usize = 16;
     "aarch64+neon"
 ))]
 fn apply_lanes(lut: &HsvLut, t: &DivTables, pixels: &mut [u8]) {
-    let round = 1 << (HSV_SHIFT - 1);
     // 32-bit copies of the byte tables: lookups in them vectorise as gathers, byte lookups do not.
     let widen = |table: &[u8; 256]| table.map(i32::from);
-    let (hue_lut, sat_lut, val_lut) = (widen(&lut.hue), widen(&lut.saturation), widen(&lut.value));
+    let tables = [widen(&lut.hue), widen(&lut.saturation), widen(&lut.value)];
+    let map = |hsv: [i32; 3]| [0, 1, 2].map(|k| tables[k][(hsv[k] & 255) as usize]);
     let mut chunks = pixels.chunks_exact_mut(3 * LANES);
     for chunk in &mut chunks {
-        let (mut h, mut s, mut v) = ([0i32; LANES], [0i32; LANES], [0i32; LANES]);
-        for i in 0..LANES {
-            let [r, g, b] = [chunk[3 * i], chunk[3 * i + 1], chunk[3 * i + 2]].map(i32::from);
-            let max = r.max(g).max(b);
-            let diff = max - r.min(g).min(b);
-            let vr = -i32::from(max == r);
-            let vg = -i32::from(max == g);
-            let sat = (diff * t.sdiv[(max & 255) as usize] + round) >> HSV_SHIFT;
-            let hue =
-                (vr & (g - b)) + (!vr & ((vg & (b - r + 2 * diff)) + (!vg & (r - g + 4 * diff))));
-            let hue = (hue * t.hdiv[(diff & 255) as usize] + round) >> HSV_SHIFT;
-            let hue = hue + ((hue >> 31) & 180);
-            h[i] = hue_lut[(hue & 255) as usize];
-            s[i] = sat_lut[(sat & 255) as usize];
-            v[i] = val_lut[(max & 255) as usize];
+        // two passes over arrays, not one per pixel: each loop then vectorises across the lanes
+        let mut hsv = [[0i32; 3]; LANES];
+        for (px, out) in chunk.chunks_exact(3).zip(&mut hsv) {
+            *out = map(rgb_to_hsv_with(t, [px[0], px[1], px[2]].map(i32::from)));
         }
         let mut rgb = [[0u8; 3]; LANES];
-        for i in 0..LANES {
-            let hh = h[i] as f32 * (6.0f32 / 180.0);
-            let ss = s[i] as f32 * (1.0f32 / 255.0);
-            let vv = v[i] as f32 * (1.0f32 / 255.0);
-            // truncations of values in 0..=255 (`as` saturates, which does not vectorise)
-            let pre_sector = f32::from(trunc_to_byte(hh));
-            let frac = hh - pre_sector;
-            let sector = trunc_to_byte(
-                pre_sector - f32::from(trunc_to_byte(pre_sector * (1.0f32 / 6.0))) * 6.0,
-            );
-            let one_minus = |x: f32| (1.0 - f64::from(ss) * f64::from(x)) as f32;
-            let p = vv * one_minus(1.0);
-            let q = vv * one_minus(frac);
-            let tt = vv * one_minus(1.0 - frac);
-            // hsv_to_rgb's SECTOR table as selects (sector ≥ 5 reads row 5, as its `min(5)`)
-            let r = match sector {
-                0 => vv,
-                1 => q,
-                2 | 3 => p,
-                4 => tt,
-                _ => vv,
-            };
-            let g = match sector {
-                0 => tt,
-                1 | 2 => vv,
-                3 => q,
-                _ => p,
-            };
-            let b = match sector {
-                0 | 1 => p,
-                2 => tt,
-                3 | 4 => vv,
-                _ => q,
-            };
-            // r, g, b are in 0..=1; truncation towards zero, as `hsv_to_rgb`'s `as u8`
-            rgb[i] = [r, g, b].map(|c| trunc_to_byte(c * 255.0));
+        for (out, &hsv) in rgb.iter_mut().zip(&hsv) {
+            *out = hsv_to_rgb_i32(hsv);
         }
         for (px, out) in chunk.chunks_exact_mut(3).zip(&rgb) {
             px.copy_from_slice(out);
         }
     }
     for px in chunks.into_remainder().chunks_exact_mut(3) {
-        let out = hsv_to_rgb(lut.map(rgb_to_hsv_with(t, [px[0], px[1], px[2]])));
-        px.copy_from_slice(&out);
+        let rgb = hsv_to_rgb_i32(map(rgb_to_hsv_with(
+            t,
+            [px[0], px[1], px[2]].map(i32::from),
+        )));
+        px.copy_from_slice(&rgb);
     }
 }
 

@@ -129,8 +129,8 @@ impl Warp {
         }
     }
 
-    /// The warped image, `out_side` square, bilinear with 1/32-pixel positions (OpenCV's `INTER_TAB_SIZE`)
-    /// and grey 114 outside the input, as `cv2.warpAffine` / `cv2.warpPerspective` with `borderValue=114`.
+    /// The warped image, `out_side` square, bilinear, grey 114 outside the input: `cv2.warpAffine` (see
+    /// [`warp_affine`]) or, with a projective row, `cv2.warpPerspective` with `borderValue=114`.
     pub fn warp_image(&self, src: &RgbImage, out_side: u32) -> RgbImage {
         if self.projective {
             self.warp_perspective(src, out_side)
@@ -140,7 +140,8 @@ impl Warp {
         }
     }
 
-    /// The projective case, one pixel at a time in floating point.
+    /// The projective case, one pixel at a time in f64, positions cut to 1/32 pixel (OpenCV 4's
+    /// `INTER_TAB_SIZE` scheme; not compared with OpenCV 5's float one).
     fn warp_perspective(&self, src: &RgbImage, out_side: u32) -> RgbImage {
         let n = out_side as usize;
         let mut out = vec![PAD_VALUE; n * n * 3];
@@ -260,13 +261,7 @@ impl Warp {
 pub fn warp_affine(src: &RgbImage, m: &[[f64; 3]; 2], out_side: u32) -> RgbImage {
     let n = out_side as usize;
     let mut out = vec![PAD_VALUE; n * n * 3];
-    let [[m0, m1, m2], [m3, m4, m5]] = *m;
-    let d = m0 * m4 - m1 * m3;
-    let d = if d != 0.0 { 1.0 / d } else { 0.0 };
-    let (i0, i1, i3, i4) = (m4 * d, m1 * -d, m3 * -d, m0 * d);
-    let i2 = -i0 * m2 - i1 * m5;
-    let i5 = -i3 * m2 - i4 * m5;
-    let inv = [i0, i1, i2, i3, i4, i5].map(|v| v as f32);
+    let inv = affine_inverse(m);
     let (sw, sh) = (src.width() as usize, src.height() as usize);
     if n == 0 || sw == 0 || sh == 0 {
         return RgbImage::from_raw(out_side, out_side, out).unwrap_or_default();
@@ -279,6 +274,18 @@ pub fn warp_affine(src: &RgbImage, m: &[[f64; 3]; 2], out_side: u32) -> RgbImage
         }
     }
     RgbImage::from_raw(out_side, out_side, out).unwrap_or_default()
+}
+
+/// `hal::warpAffine`'s inversion of `m` (output → source), in f64, then cut to the f32 its kernels use; row-major
+/// `[M0, M1, M2, M3, M4, M5]`. A singular `m` gives zeros (every pixel then reads the source's top-left pixel).
+fn affine_inverse(m: &[[f64; 3]; 2]) -> [f32; 6] {
+    let [[m0, m1, m2], [m3, m4, m5]] = *m;
+    let d = m0 * m4 - m1 * m3;
+    let d = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let (i0, i1, i3, i4) = (m4 * d, m1 * -d, m3 * -d, m0 * d);
+    let i2 = -i0 * m2 - i1 * m5;
+    let i5 = -i3 * m2 - i4 * m5;
+    [i0, i1, i2, i3, i4, i5].map(|v| v as f32)
 }
 
 /// [`warp_affine`] without rotation or shear (Ultralytics' default `degrees = shear = 0`), with the same
@@ -387,9 +394,7 @@ fn warp_affine_row(raw: &[u8], [sw, sh]: [usize; 2], m: &[f32; 6], y: usize, row
         let blend = |p00: f32, p01: f32, p10: f32, p11: f32| -> u8 {
             let top = a.mul_add(p01 - p00, p00);
             let bottom = a.mul_add(p11 - p10, p10);
-            b.mul_add(bottom - top, top)
-                .round_ties_even()
-                .clamp(0.0, 255.0) as u8
+            trunc_to_byte(b.mul_add(bottom - top, top).round_ties_even())
         };
         if (ix as u32 as usize) < sw - 1 && (iy as u32 as usize) < sh - 1 {
             let i = iy as usize * stride + ix as usize * 3;
@@ -576,14 +581,14 @@ mod tests {
             let m = [[scale, 0.0, tx], [0.0, scale, ty]];
             let n = 64;
             let fast = warp_affine(&src, &m, n as u32);
-            // the per-pixel path on the inverse that warp_affine computes (the same f64 formula)
-            let [[m0, m1, m2], [m3, m4, m5]] = m;
-            let d = 1.0 / (m0 * m4 - m1 * m3);
-            let (i0, i1, i3, i4) = (m4 * d, m1 * -d, m3 * -d, m0 * d);
-            let exact = [i0, i1, -i0 * m2 - i1 * m5, i3, i4, -i3 * m2 - i4 * m5].map(|v| v as f32);
+            let inv = affine_inverse(&m);
+            assert!(
+                inv[1] == 0.0 && inv[3] == 0.0,
+                "case {k} must take the separable path"
+            );
             let mut slow = vec![PAD_VALUE; n * n * 3];
             for (y, row) in slow.chunks_exact_mut(n * 3).enumerate() {
-                warp_affine_row(src.as_raw(), [53, 41], &exact, y, row);
+                warp_affine_row(src.as_raw(), [53, 41], &inv, y, row);
             }
             assert_eq!(fast.as_raw(), &slow, "case {k}");
         }

@@ -135,7 +135,7 @@ struct RecentState {
 }
 
 impl RecentBuffer {
-    pub fn new(max: usize) -> Self {
+    fn new(max: usize) -> Self {
         Self {
             max,
             state: Mutex::new(RecentState::default()),
@@ -163,13 +163,10 @@ impl RecentBuffer {
     }
 
     /// Images held now.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.images.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
