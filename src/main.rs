@@ -275,6 +275,10 @@ struct LoaderBenchArgs {
     /// Timed epochs.
     #[arg(long, default_value_t = 3)]
     epochs: usize,
+    /// Also make each batch's f32 0..1 image tensor on the consuming thread, as the trainer does. Without it
+    /// the loop stops at byte batches, where Ultralytics' dataloader stops (its trainer converts to float).
+    #[arg(long)]
+    tensor: bool,
     /// Print one JSON line instead of a sentence.
     #[arg(long)]
     json: bool,
@@ -285,16 +289,16 @@ struct LoaderBenchArgs {
 /// Why: by default glibc serves blocks above a threshold (128 KiB at first, growing to 32 MiB) with fresh
 /// `mmap`s and trims freed heap tops, so every training step's tensors and every loader canvas (a 640² mosaic is
 /// 4.9 MB) are new pages that the kernel must fault in and zero. That was a quarter of the loader's time and
-/// ~7 % of a train step (docs/benchmarks.md). The cost is that the process keeps its peak heap instead of
-/// shrinking after it.
+/// ~7 % of a train step (docs/benchmarks.md). Raising the threshold stops at its 32 MiB ceiling, and a 640²
+/// batch of 16 as f32 is 78 MB, so no block is mmapped at all (glibc still maps memory when the heap cannot
+/// grow, and threads whose arena cannot hold a block take it from the main heap). The cost is that the process
+/// keeps its peak heap instead of shrinking after it.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn keep_freed_memory() {
-    // glibc's ceiling for M_MMAP_THRESHOLD is half its 64 MiB heap size; larger blocks are mmapped anyway.
-    const MMAP_THRESHOLD: libc::c_int = 32 << 20;
     const TRIM_THRESHOLD: libc::c_int = 1 << 30;
     // SAFETY: mallopt only changes allocator parameters; it runs before any other thread exists.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        libc::mallopt(libc::M_MMAP_MAX, 0);
         libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
     }
 }
@@ -407,7 +411,7 @@ fn data_preview(args: &PreviewArgs) -> Result<()> {
     Ok(())
 }
 
-/// `bench loader`: images/s of the training loader.
+/// `bench conv`: GFLOP/s of the conv stack.
 fn bench_conv(args: &ConvBenchArgs) -> Result<()> {
     if args.imgsz < 64 {
         bail!(
@@ -444,6 +448,7 @@ fn bench_conv(args: &ConvBenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// `bench loader`: images/s of the training loader.
 fn bench_loader(args: &LoaderBenchArgs) -> Result<()> {
     let job = LoaderBench {
         dataset: args.data.clone(),
@@ -452,16 +457,18 @@ fn bench_loader(args: &LoaderBenchArgs) -> Result<()> {
         workers: args.workers.max(1),
         warmup_epochs: args.warmup,
         epochs: args.epochs.max(1),
+        tensor: args.tensor,
     };
     let result = job.run()?;
     if args.json {
         println!("{}", serde_json::to_string(&result)?);
     } else {
         println!(
-            "loader imgsz {} batch {} workers {}: {} images in {:.2} s, {:.1} images/s",
+            "loader imgsz {} batch {} workers {}{}: {} images in {:.2} s, {:.1} images/s",
             result.imgsz,
             result.batch,
             result.workers,
+            if result.tensor { ", f32 tensors" } else { "" },
             result.images,
             result.seconds,
             result.images_per_s

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::backend::Cpu;
 use crate::config::{AugmentSection, CacheMode};
 use crate::data::augment::TrainAugment;
 use crate::data::loader::{Loader, LoaderConfig, LoaderMode, TrainSchedule};
@@ -24,6 +25,8 @@ pub struct LoaderBench {
     pub warmup_epochs: usize,
     /// Timed epochs.
     pub epochs: usize,
+    /// Also make each batch's f32 image tensor (`Batch::images_tensor`) on the consuming thread.
+    pub tensor: bool,
 }
 
 /// Images per second over the timed epochs.
@@ -35,6 +38,8 @@ pub struct LoaderBenchResult {
     pub workers: usize,
     pub imgsz: usize,
     pub batch: usize,
+    /// Whether the f32 tensors were made too.
+    pub tensor: bool,
 }
 
 impl LoaderBench {
@@ -63,7 +68,11 @@ impl LoaderBench {
         let mut images = 0;
         for epoch in self.warmup_epochs..self.warmup_epochs + self.epochs {
             for batch in loader.epoch(epoch) {
-                images += batch?.len();
+                let batch = batch?;
+                images += batch.len();
+                if self.tensor {
+                    std::hint::black_box(batch.images_tensor::<Cpu>(&Default::default()));
+                }
             }
         }
         let seconds = start.elapsed().as_secs_f64();
@@ -74,6 +83,7 @@ impl LoaderBench {
             workers: self.workers,
             imgsz: self.imgsz,
             batch: self.batch,
+            tensor: self.tensor,
         })
     }
 }

@@ -17,6 +17,8 @@ pub mod problems;
 pub mod rng;
 pub mod shapes;
 pub mod summary;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod vbmi;
 pub mod verify;
 pub mod yolo_txt;
 

@@ -54,8 +54,7 @@ pub fn render_batch(batch: &Batch, names: &[String]) -> RgbImage {
         for y in 0..h {
             for x in 0..w {
                 let k = y * w + x;
-                let px = [image[k], image[plane + k], image[2 * plane + k]]
-                    .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8);
+                let px = [image[k], image[plane + k], image[2 * plane + k]];
                 grid.put_pixel((x0 + x) as u32, (y0 + y) as u32, Rgb(px));
             }
         }
@@ -180,7 +179,7 @@ mod tests {
     #[test]
     fn render_batch_draws_box_in_class_colour() {
         let batch = Batch {
-            images: vec![0.5; 4 * 3 * 64 * 64],
+            images: vec![128; 4 * 3 * 64 * 64],
             shape: [4, 3, 64, 64],
             targets: vec![[1.0, 2.0, 0.5, 0.5, 0.5, 0.5]],
             paths: vec![],

@@ -16,7 +16,6 @@ use burn::module::AutodiffModule;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::ToElement;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::checkpoint::{Checkpoint, CheckpointPaths, TrainState, ValMetrics};
@@ -299,11 +298,7 @@ pub fn train<B: AutodiffBackend>(
             let ni = epoch * nb + i;
             let plan = schedule.at(epoch, ni);
             lr = plan.hyper.map(|h| h.lr);
-            let images = Tensor::<B, 4>::from_data(
-                TensorData::new(batch.images.clone(), batch.shape),
-                device,
-            );
-            let out = model.forward(images);
+            let out = model.forward(batch.images_tensor::<B>(device));
             let mut loss = loss_fn.forward(&out, &batch.loss_targets())?;
             if request.nan_loss_at.contains(&ni) {
                 loss.total = loss.total * f32::NAN;

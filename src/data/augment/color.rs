@@ -6,6 +6,9 @@
 use image::RgbImage;
 
 use super::trunc_to_byte;
+
+#[cfg(target_arch = "x86_64")]
+mod vbmi;
 use crate::data::rng::SampleRng;
 
 /// OpenCV's `hsv_shift`.
@@ -151,7 +154,13 @@ impl HsvLut {
 
     /// Applies the tables to every pixel, in place: RGB → HSV → tables → RGB.
     pub fn apply(&self, image: &mut RgbImage) {
-        apply_lanes(self, div_tables(), image.as_mut());
+        let pixels: &mut [u8] = image.as_mut();
+        #[cfg(target_arch = "x86_64")]
+        let pixels = {
+            let done = vbmi::apply(self, pixels);
+            &mut pixels[done..]
+        };
+        apply_lanes(self, div_tables(), pixels);
     }
 
     /// The tables on one HSV triple: the tests' scalar reference for [`apply_lanes`].

@@ -142,7 +142,12 @@ impl TrainAugment {
     pub fn apply(&self, pool: &[Sample], own: usize, rng: &mut SampleRng) -> Sample {
         let s = self.imgsz;
         let use_mosaic = rng.unit() <= self.mosaic && self.mosaic > 0.0;
-        let warped = if use_mosaic {
+        // the draws in Ultralytics' order (warp, HSV, up-down, left-right), the left-right flip done by the warp
+        let draw_rest = |rng: &mut SampleRng| {
+            let lut = self.hsv.active().then(|| self.hsv.draw(rng));
+            (lut, rng.chance(self.flipud), rng.chance(self.fliplr))
+        };
+        let (warped, lut, flip_ud) = if use_mosaic {
             let partners = [
                 rng.below(pool.len()),
                 rng.below(pool.len()),
@@ -156,20 +161,20 @@ impl TrainAugment {
             ];
             let canvas = mosaic::mosaic4(tiles, s, rng);
             let warp = self.perspective.draw(canvas.size(), s, rng);
-            warp.apply(&canvas, s)
+            let (lut, flip_ud, flip_lr) = draw_rest(rng);
+            (warp.apply_mirrored(&canvas, s, flip_lr), lut, flip_ud)
         } else {
             let warp = self.perspective.draw(pool[own].size(), s, rng);
-            warp.apply(&pool[own], s)
+            let (lut, flip_ud, flip_lr) = draw_rest(rng);
+            (warp.apply_mirrored(&pool[own], s, flip_lr), lut, flip_ud)
         };
+        // HSV is per pixel and the flips move whole pixels and boxes, so this order gives the same sample
         let mut out = warped;
-        if self.hsv.active() {
-            self.hsv.draw(rng).apply(&mut out.image);
+        if let Some(lut) = lut {
+            lut.apply(&mut out.image);
         }
-        if rng.chance(self.flipud) {
+        if flip_ud {
             out.flip_ud();
-        }
-        if rng.chance(self.fliplr) {
-            out.flip_lr();
         }
         out
     }

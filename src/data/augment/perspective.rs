@@ -5,6 +5,9 @@
 use image::RgbImage;
 
 use super::{trunc_to_byte, LabelBox, Sample, PAD_VALUE};
+
+#[cfg(target_arch = "x86_64")]
+mod vbmi;
 use crate::config::AugmentSection;
 use crate::data::rng::SampleRng;
 
@@ -132,12 +135,25 @@ impl Warp {
     /// The warped image, `out_side` square, bilinear, grey 114 outside the input: `cv2.warpAffine` (see
     /// [`warp_affine`]) or, with a projective row, `cv2.warpPerspective` with `borderValue=114`.
     pub fn warp_image(&self, src: &RgbImage, out_side: u32) -> RgbImage {
-        if self.projective {
+        self.warp_image_mirrored(src, out_side, false)
+    }
+
+    /// [`Warp::warp_image`], flipped left-right if `mirror`. The separable affine warp (Ultralytics' default)
+    /// flips for free by blending its columns in reverse order; the others flip after.
+    fn warp_image_mirrored(&self, src: &RgbImage, out_side: u32, mirror: bool) -> RgbImage {
+        let mut image = if self.projective {
             self.warp_perspective(src, out_side)
         } else {
             let m = [self.m[0], self.m[1]];
-            warp_affine(src, &m, out_side)
+            match warp_affine_mirrored(src, &m, out_side, mirror) {
+                Ok(image) => return image,
+                Err(image) => image,
+            }
+        };
+        if mirror {
+            image::imageops::flip_horizontal_in_place(&mut image);
         }
+        image
     }
 
     /// The projective case, one pixel at a time in f64, positions cut to 1/32 pixel (OpenCV 4's
@@ -232,7 +248,13 @@ impl Warp {
     /// Warps a sample onto an `out_side` square: image, boxes mapped and clipped, then filtered by
     /// [`box_candidates`] against the input boxes scaled by the drawn zoom.
     pub fn apply(&self, sample: &Sample, out_side: u32) -> Sample {
-        let image = self.warp_image(&sample.image, out_side);
+        self.apply_mirrored(sample, out_side, false)
+    }
+
+    /// [`Warp::apply`], then Ultralytics' left-right flip if `mirror` (`Sample::flip_lr`), in one pass over the
+    /// pixels where the warp is separable.
+    pub fn apply_mirrored(&self, sample: &Sample, out_side: u32, mirror: bool) -> Sample {
+        let image = self.warp_image_mirrored(&sample.image, out_side, mirror);
         let side = out_side as f32;
         let s = self.scale as f32;
         let boxes = sample
@@ -241,9 +263,15 @@ impl Warp {
             .filter_map(|b| {
                 let mapped = self.map_box(b.xyxy_px).map(|v| v.clamp(0.0, side));
                 let before = b.xyxy_px.map(|v| v * s);
+                let [x1, y1, x2, y2] = mapped;
+                let xyxy_px = if mirror {
+                    [side - x2, y1, side - x1, y2]
+                } else {
+                    mapped
+                };
                 box_candidates(before, mapped, BoxCandidates::ULTRALYTICS).then_some(LabelBox {
                     class: b.class,
-                    xyxy_px: mapped,
+                    xyxy_px,
                 })
             })
             .collect();
@@ -259,21 +287,38 @@ impl Warp {
 /// (OpenCV's scalar tail, used only for the last `width mod 16` pixels of a row, rounds differently by at most
 /// one level; our widths are multiples of 32.)
 pub fn warp_affine(src: &RgbImage, m: &[[f64; 3]; 2], out_side: u32) -> RgbImage {
+    warp_affine_mirrored(src, m, out_side, false).unwrap_or_else(|image| image)
+}
+
+/// [`warp_affine`], flipped left-right if `mirror`: `Ok` with the flipped image when the warp was separable (its
+/// columns blended in reverse order, the same bytes as a flip after), `Err` with the unflipped one otherwise.
+fn warp_affine_mirrored(
+    src: &RgbImage,
+    m: &[[f64; 3]; 2],
+    out_side: u32,
+    mirror: bool,
+) -> Result<RgbImage, RgbImage> {
     let n = out_side as usize;
     let mut out = vec![PAD_VALUE; n * n * 3];
     let inv = affine_inverse(m);
     let (sw, sh) = (src.width() as usize, src.height() as usize);
+    let image = |out| RgbImage::from_raw(out_side, out_side, out).unwrap_or_default();
     if n == 0 || sw == 0 || sh == 0 {
-        return RgbImage::from_raw(out_side, out_side, out).unwrap_or_default();
+        return Ok(image(out)); // all grey: a flip changes nothing
     }
     if inv[1] == 0.0 && inv[3] == 0.0 {
-        warp_affine_separable(src.as_raw(), [sw, sh], &inv, n, &mut out);
+        warp_affine_separable(src.as_raw(), [sw, sh], &inv, n, mirror, &mut out);
+        Ok(image(out))
     } else {
         for (y, row) in out.chunks_exact_mut(n * 3).enumerate() {
             warp_affine_row(src.as_raw(), [sw, sh], &inv, y, row);
         }
+        if mirror {
+            Err(image(out))
+        } else {
+            Ok(image(out))
+        }
     }
-    RgbImage::from_raw(out_side, out_side, out).unwrap_or_default()
 }
 
 /// `hal::warpAffine`'s inversion of `m` (output → source), in f64, then cut to the f32 its kernels use; row-major
@@ -298,16 +343,29 @@ fn affine_inverse(m: &[[f64; 3]; 2]) -> [f32; 6] {
     "x86_64+avx2+fma",
     "aarch64+neon"
 ))]
-fn warp_affine_separable(raw: &[u8], [sw, sh]: [usize; 2], m: &[f32; 6], n: usize, out: &mut [u8]) {
+fn warp_affine_separable(
+    raw: &[u8],
+    [sw, sh]: [usize; 2],
+    m: &[f32; 6],
+    n: usize,
+    mirror: bool,
+    out: &mut [u8],
+) {
     // `y·M1 + M2` is the same signed value for every y when M1 is ±0, and `fma(±0, x, ·)` likewise.
     let mx = 0.0f32 * m[1] + m[2];
-    let columns: Vec<(i32, f32)> = (0..n)
+    let mut columns: Vec<(i32, f32)> = (0..n)
         .map(|x| {
             let sx = m[0].mul_add(x as f32, mx);
             let ix = sx.floor() as i32;
             (ix, sx - ix as f32)
         })
         .collect();
+    // each output value depends on its column's tap and weight only, so reversed columns are a flipped image
+    if mirror {
+        columns.reverse();
+    }
+    #[cfg(target_arch = "x86_64")]
+    let blocks = vbmi::plan(&columns, sw);
     let stride = sw * 3;
     let pad = f32::from(PAD_VALUE);
     let horizontal = |r: i32, h: &mut Vec<f32>| {
@@ -324,20 +382,35 @@ fn warp_affine_separable(raw: &[u8], [sw, sh]: [usize; 2], m: &[f32; 6], n: usiz
                 pad
             }
         };
-        for (out, &(ix, a)) in h.chunks_exact_mut(3).zip(&columns) {
-            if (ix as u32 as usize) < sw - 1 {
-                let p = &row[ix as usize * 3..][..6];
-                for c in 0..3 {
-                    let (p0, p1) = (f32::from(p[c]), f32::from(p[c + 3]));
-                    out[c] = a.mul_add(p1 - p0, p0);
-                }
-            } else {
-                for (c, o) in out.iter_mut().enumerate() {
-                    let (p0, p1) = (tap(ix, c), tap(ix + 1, c));
-                    *o = a.mul_add(p1 - p0, p0);
+        let portable = |out: &mut [f32], columns: &[(i32, f32)]| {
+            for (out, &(ix, a)) in out.chunks_exact_mut(3).zip(columns) {
+                if (ix as u32 as usize) < sw - 1 {
+                    let p = &row[ix as usize * 3..][..6];
+                    for c in 0..3 {
+                        let (p0, p1) = (f32::from(p[c]), f32::from(p[c + 3]));
+                        out[c] = a.mul_add(p1 - p0, p0);
+                    }
+                } else {
+                    for (c, o) in out.iter_mut().enumerate() {
+                        let (p0, p1) = (tap(ix, c), tap(ix + 1, c));
+                        *o = a.mul_add(p1 - p0, p0);
+                    }
                 }
             }
+        };
+        #[cfg(target_arch = "x86_64")]
+        for ((out, columns), block) in h
+            .chunks_mut(3 * vbmi::BLOCK)
+            .zip(columns.chunks(vbmi::BLOCK))
+            .zip(&blocks)
+        {
+            match block {
+                Some(block) => vbmi::blend(block, row, out),
+                None => portable(out, columns),
+            }
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        portable(h, &columns);
     };
     // The horizontal blends of the two source rows the current output row reads: (row index, values). Output
     // rows move down the source, so the next output row usually finds one or both here already.
@@ -553,6 +626,45 @@ mod tests {
                 differ, 0,
                 "case {i}: {differ} bytes differ from cv2.warpAffine"
             );
+        }
+    }
+
+    #[test]
+    fn mirrored_warps_equal_a_flip_after() {
+        // Ultralytics flips after the warp and HSV; we fold the flip into the warp. Same image and boxes for
+        // the separable warp (reversed columns), a rotated one and a projective one (flipped after).
+        let src = RgbImage::from_fn(300, 200, |x, y| {
+            image::Rgb([(x * 7 + y) as u8, (x ^ y) as u8, (y * 3) as u8])
+        });
+        let sample = Sample {
+            image: src,
+            boxes: vec![LabelBox {
+                class: 1,
+                xyxy_px: [40.0, 30.0, 200.0, 150.0],
+            }],
+        };
+        let range = |degrees, perspective| PerspectiveRange {
+            degrees,
+            translate: 0.1,
+            scale: 0.5,
+            shear: 0.0,
+            perspective,
+        };
+        for (k, r) in [range(0.0, 0.0), range(10.0, 0.0), range(0.0, 0.0005)]
+            .into_iter()
+            .enumerate()
+        {
+            for image in 0..4 {
+                let mut rng = SampleRng::for_sample(3, k, image);
+                let warp = r.draw([300, 200], 128, &mut rng);
+                let mut want = warp.apply(&sample, 128);
+                want.flip_lr();
+                assert_eq!(
+                    warp.apply_mirrored(&sample, 128, true),
+                    want,
+                    "case {k}, image {image}"
+                );
+            }
         }
     }
 
