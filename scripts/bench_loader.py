@@ -6,7 +6,9 @@ scale 0.5, fliplr 0.5, HSV 0.015/0.7/0.4), no image cache, batch 16, and collate
 
 - Ultralytics 8.4.190: `build_yolo_dataset(cfg, ..., mode="train")` + `build_dataloader(..., shuffle=True)`, its
   own `InfiniteDataLoader` with `--workers` worker processes; a batch counts when the main process has it.
-- yolo-burn: `yolo-burn bench loader` (worker threads; f32 CHW batches and targets), run as a subprocess.
+- yolo-burn: `yolo-burn bench loader` (worker threads; CHW byte batches and targets, as Ultralytics' collated
+  `uint8` batches), run as a subprocess; and again with `--tensor`, which also makes each batch's f32 0..1 tensor
+  on the consuming thread (what our trainer does, and what Ultralytics' trainer does after its loader).
 
 Each side runs --warmup untimed epochs, then --epochs timed epochs; the two sides alternate for --rounds rounds and
 the median images/s of each is compared. Run it in one go:
@@ -48,11 +50,11 @@ def ultralytics_images_per_s(images: Path, imgsz: int, batch: int, workers: int,
 
 
 def ours_images_per_s(binary: str, dataset: Path, imgsz: int, batch: int, workers: int, warmup: int,
-                      epochs: int) -> float:
+                      epochs: int, tensor: bool) -> float:
     out = subprocess.run(
         [binary, "bench", "loader", "--data", str(dataset), "--imgsz", str(imgsz),
          "--batch", str(batch), "--workers", str(workers), "--warmup", str(warmup), "--epochs", str(epochs),
-         "--json"],
+         "--json"] + (["--tensor"] if tensor else []),
         check=True, capture_output=True, text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])["images_per_s"]
@@ -77,16 +79,18 @@ def main():
     (scratch / "images" / "train2017").symlink_to(images.resolve())
     shutil.copytree(labels, scratch / "labels" / "train2017")
     ul_images = scratch / "images" / "train2017"
-    ul, ours = [], []
+    ul, ours, ours_tensor = [], [], []
     for r in range(args.rounds):
         ul.append(ultralytics_images_per_s(ul_images, args.imgsz, args.batch, args.workers, args.warmup, args.epochs))
-        ours.append(ours_images_per_s(args.bin, args.data / "coco128.yaml", args.imgsz, args.batch, args.workers, args.warmup,
-                                      args.epochs))
-        print(f"round {r}: ultralytics {ul[-1]:.1f} img/s, yolo-burn {ours[-1]:.1f} img/s", flush=True)
+        for tensor, out in [(False, ours), (True, ours_tensor)]:
+            out.append(ours_images_per_s(args.bin, args.data / "coco128.yaml", args.imgsz, args.batch, args.workers,
+                                         args.warmup, args.epochs, tensor))
+        print(f"round {r}: ultralytics {ul[-1]:.1f} img/s, yolo-burn {ours[-1]:.1f} img/s "
+              f"(with f32 tensors {ours_tensor[-1]:.1f})", flush=True)
     shutil.rmtree(scratch, ignore_errors=True)
-    u, o = statistics.median(ul), statistics.median(ours)
-    print(f"median: ultralytics {u:.1f} img/s, yolo-burn {o:.1f} img/s, ratio {o / u:.2f}x "
-          f"({args.workers} workers each, so the same ratio per worker)")
+    u, o, t = statistics.median(ul), statistics.median(ours), statistics.median(ours_tensor)
+    print(f"median: ultralytics {u:.1f} img/s, yolo-burn {o:.1f} img/s, ratio {o / u:.2f}x; "
+          f"with f32 tensors {t:.1f} img/s, {t / u:.2f}x ({args.workers} workers each, so the same ratio per worker)")
 
 
 if __name__ == "__main__":

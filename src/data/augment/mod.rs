@@ -159,10 +159,11 @@ impl TrainAugment {
                 &pool[partners[1]],
                 &pool[partners[2]],
             ];
-            let canvas = mosaic::mosaic4(tiles, s, rng);
+            let (canvas, boxes) = mosaic::mosaic4_layout(tiles, s, rng);
             let warp = self.perspective.draw(canvas.size(), s, rng);
             let (lut, flip_ud, flip_lr) = draw_rest(rng);
-            (warp.apply_mirrored(&canvas, s, flip_lr), lut, flip_ud)
+            let src = perspective::Source::Mosaic(&canvas);
+            (warp.apply_source(src, &boxes, s, flip_lr), lut, flip_ud)
         } else {
             let warp = self.perspective.draw(pool[own].size(), s, rng);
             let (lut, flip_ud, flip_lr) = draw_rest(rng);

@@ -7,25 +7,75 @@ use image::RgbImage;
 use super::{LabelBox, Sample, PAD_VALUE};
 use crate::data::rng::SampleRng;
 
-/// Builds the mosaic of `tiles` (the sample's own image first, then three others) on a `2·imgsz` canvas.
+/// A mosaic canvas held as where its tiles go, not as pixels: the separable warp reads only the rows it needs
+/// through [`Mosaic::row_into`] (a row stays in L1), where a whole canvas is a 4.9 MB fill and four tile copies
+/// per sample at imgsz 640, most of which the warp never reads.
+pub struct Mosaic<'a> {
+    side: usize,
+    /// Each tile's region on the canvas `[x1, y1, x2, y2]` and the tile pixel at its top-left; empty ones dropped.
+    parts: Vec<(&'a RgbImage, [usize; 4], [usize; 2])>,
+}
+
+impl Mosaic<'_> {
+    /// `[w, h]` of the canvas.
+    pub fn size(&self) -> [u32; 2] {
+        [self.side as u32; 2]
+    }
+
+    /// Canvas row `y` as packed RGB bytes into `out` (`3 · side` bytes): grey 114 where no tile lies.
+    pub fn row_into(&self, y: usize, out: &mut [u8]) {
+        out.fill(PAD_VALUE);
+        for &(tile, a, b) in &self.parts {
+            if (a[1]..a[3]).contains(&y) {
+                let w = a[2] - a[0];
+                let src = &tile.as_raw()[((b[1] + y - a[1]) * tile.width() as usize + b[0]) * 3..]
+                    [..w * 3];
+                out[a[0] * 3..a[2] * 3].copy_from_slice(src);
+            }
+        }
+    }
+
+    /// The whole canvas, for warps that read it in any order.
+    pub fn image(&self) -> RgbImage {
+        let mut raw = vec![0u8; self.side * self.side * 3];
+        for (y, row) in raw.chunks_exact_mut(self.side * 3).enumerate() {
+            self.row_into(y, row);
+        }
+        RgbImage::from_raw(self.side as u32, self.side as u32, raw).unwrap_or_default()
+    }
+}
+
+/// The mosaic of `tiles` (the sample's own image first, then three others) on a `2·imgsz` canvas, as pixels.
+///
+/// # Shapes
+/// Output image `[2·imgsz, 2·imgsz]`; boxes in canvas pixels.
+pub fn mosaic4(tiles: [&Sample; 4], imgsz: u32, rng: &mut SampleRng) -> Sample {
+    let (mosaic, boxes) = mosaic4_layout(tiles, imgsz, rng);
+    Sample {
+        image: mosaic.image(),
+        boxes,
+    }
+}
+
+/// Lays out the mosaic of `tiles` (the sample's own image first, then three others) on a `2·imgsz` canvas.
 ///
 /// The centre `(xc, yc)` is drawn uniformly in `[imgsz/2, 3·imgsz/2)` on each axis (Ultralytics' `border =
 /// -imgsz // 2`), `yc` first. Tile 0 ends at the centre (top-left), 1 starts there horizontally (top-right),
 /// 2 below-left, 3 below-right; each tile keeps the corner that touches the centre.
 ///
 /// # Shapes
-/// Output image `[2·imgsz, 2·imgsz]`; boxes in canvas pixels.
-pub fn mosaic4(tiles: [&Sample; 4], imgsz: u32, rng: &mut SampleRng) -> Sample {
+/// Canvas `[2·imgsz, 2·imgsz]`; boxes in canvas pixels.
+pub fn mosaic4_layout<'a>(
+    tiles: [&'a Sample; 4],
+    imgsz: u32,
+    rng: &mut SampleRng,
+) -> (Mosaic<'a>, Vec<LabelBox>) {
     let s = imgsz as i64;
     let half = s / 2;
     let yc = rng.uniform(half as f64, (2 * s - half) as f64) as i64;
     let xc = rng.uniform(half as f64, (2 * s - half) as f64) as i64;
     let canvas_side = 2 * s;
-    let mut canvas = RgbImage::from_pixel(
-        canvas_side as u32,
-        canvas_side as u32,
-        image::Rgb([PAD_VALUE; 3]),
-    );
+    let mut parts = Vec::with_capacity(4);
     let mut boxes = Vec::new();
     for (i, tile) in tiles.iter().enumerate() {
         let (w, h) = (tile.image.width() as i64, tile.image.height() as i64);
@@ -48,7 +98,16 @@ pub fn mosaic4(tiles: [&Sample; 4], imgsz: u32, rng: &mut SampleRng) -> Sample {
                 (a, [0, 0, w.min(a[2] - a[0]), (a[3] - a[1]).min(h)])
             }
         };
-        copy_region(&mut canvas, &tile.image, a, b);
+        let cw = (a[2] - a[0]).min(b[2] - b[0]);
+        let ch = (a[3] - a[1]).min(b[3] - b[1]);
+        if cw > 0 && ch > 0 {
+            let (x, y) = (a[0] as usize, a[1] as usize);
+            parts.push((
+                &tile.image,
+                [x, y, x + cw as usize, y + ch as usize],
+                [b[0] as usize, b[1] as usize],
+            ));
+        }
         let pad = [(a[0] - b[0]) as f32, (a[1] - b[1]) as f32];
         let side = canvas_side as f32;
         for bx in &tile.boxes {
@@ -68,28 +127,11 @@ pub fn mosaic4(tiles: [&Sample; 4], imgsz: u32, rng: &mut SampleRng) -> Sample {
             }
         }
     }
-    Sample {
-        image: canvas,
-        boxes,
-    }
-}
-
-/// `canvas[a] = tile[b]` for two same-size `[x1, y1, x2, y2]` regions (either may be empty).
-fn copy_region(canvas: &mut RgbImage, tile: &RgbImage, a: [i64; 4], b: [i64; 4]) {
-    let w = (a[2] - a[0]).min(b[2] - b[0]);
-    let h = (a[3] - a[1]).min(b[3] - b[1]);
-    if w <= 0 || h <= 0 {
-        return;
-    }
-    let (w, h) = (w as usize, h as usize);
-    let (cw, tw) = (canvas.width() as usize, tile.width() as usize);
-    let src = tile.as_raw();
-    let dst: &mut [u8] = canvas;
-    for y in 0..h {
-        let d = ((a[1] as usize + y) * cw + a[0] as usize) * 3;
-        let s = ((b[1] as usize + y) * tw + b[0] as usize) * 3;
-        dst[d..d + w * 3].copy_from_slice(&src[s..s + w * 3]);
-    }
+    let mosaic = Mosaic {
+        side: canvas_side as usize,
+        parts,
+    };
+    (mosaic, boxes)
 }
 
 #[cfg(test)]

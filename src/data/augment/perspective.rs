@@ -4,6 +4,9 @@
 
 use image::RgbImage;
 
+use std::borrow::Cow;
+
+use super::mosaic::Mosaic;
 use super::{trunc_to_byte, LabelBox, Sample, PAD_VALUE};
 
 #[cfg(target_arch = "x86_64")]
@@ -135,14 +138,14 @@ impl Warp {
     /// The warped image, `out_side` square, bilinear, grey 114 outside the input: `cv2.warpAffine` (see
     /// [`warp_affine`]) or, with a projective row, `cv2.warpPerspective` with `borderValue=114`.
     pub fn warp_image(&self, src: &RgbImage, out_side: u32) -> RgbImage {
-        self.warp_image_mirrored(src, out_side, false)
+        self.warp_image_mirrored(Source::Image(src), out_side, false)
     }
 
     /// [`Warp::warp_image`], flipped left-right if `mirror`. The separable affine warp (Ultralytics' default)
     /// flips for free by blending its columns in reverse order; the others flip after.
-    fn warp_image_mirrored(&self, src: &RgbImage, out_side: u32, mirror: bool) -> RgbImage {
+    fn warp_image_mirrored(&self, src: Source, out_side: u32, mirror: bool) -> RgbImage {
         let mut image = if self.projective {
-            self.warp_perspective(src, out_side)
+            self.warp_perspective(&src.image(), out_side)
         } else {
             let m = [self.m[0], self.m[1]];
             match warp_affine_mirrored(src, &m, out_side, mirror) {
@@ -254,11 +257,26 @@ impl Warp {
     /// [`Warp::apply`], then Ultralytics' left-right flip if `mirror` (`Sample::flip_lr`), in one pass over the
     /// pixels where the warp is separable.
     pub fn apply_mirrored(&self, sample: &Sample, out_side: u32, mirror: bool) -> Sample {
-        let image = self.warp_image_mirrored(&sample.image, out_side, mirror);
+        self.apply_source(
+            Source::Image(&sample.image),
+            &sample.boxes,
+            out_side,
+            mirror,
+        )
+    }
+
+    /// [`Warp::apply_mirrored`] on a source image (a mosaic need not be composed) and its boxes.
+    pub fn apply_source(
+        &self,
+        src: Source,
+        boxes: &[LabelBox],
+        out_side: u32,
+        mirror: bool,
+    ) -> Sample {
+        let image = self.warp_image_mirrored(src, out_side, mirror);
         let side = out_side as f32;
         let s = self.scale as f32;
-        let boxes = sample
-            .boxes
+        let boxes = boxes
             .iter()
             .filter_map(|b| {
                 let mapped = self.map_box(b.xyxy_px).map(|v| v.clamp(0.0, side));
@@ -287,13 +305,39 @@ impl Warp {
 /// (OpenCV's scalar tail, used only for the last `width mod 16` pixels of a row, rounds differently by at most
 /// one level; our widths are multiples of 32.)
 pub fn warp_affine(src: &RgbImage, m: &[[f64; 3]; 2], out_side: u32) -> RgbImage {
-    warp_affine_mirrored(src, m, out_side, false).unwrap_or_else(|image| image)
+    warp_affine_mirrored(Source::Image(src), m, out_side, false).unwrap_or_else(|image| image)
+}
+
+/// The image a warp reads: pixels, or a mosaic whose rows are composed as the warp needs them.
+#[derive(Clone, Copy)]
+pub enum Source<'a> {
+    Image(&'a RgbImage),
+    Mosaic(&'a Mosaic<'a>),
+}
+
+impl<'a> Source<'a> {
+    /// `[w, h]`.
+    fn size(&self) -> [usize; 2] {
+        let [w, h] = match self {
+            Source::Image(image) => [image.width(), image.height()],
+            Source::Mosaic(mosaic) => mosaic.size(),
+        };
+        [w as usize, h as usize]
+    }
+
+    /// The whole image, composed if it is a mosaic.
+    fn image(&self) -> Cow<'a, RgbImage> {
+        match *self {
+            Source::Image(image) => Cow::Borrowed(image),
+            Source::Mosaic(mosaic) => Cow::Owned(mosaic.image()),
+        }
+    }
 }
 
 /// [`warp_affine`], flipped left-right if `mirror`: `Ok` with the flipped image when the warp was separable (its
 /// columns blended in reverse order, the same bytes as a flip after), `Err` with the unflipped one otherwise.
 fn warp_affine_mirrored(
-    src: &RgbImage,
+    src: Source,
     m: &[[f64; 3]; 2],
     out_side: u32,
     mirror: bool,
@@ -301,15 +345,16 @@ fn warp_affine_mirrored(
     let n = out_side as usize;
     let mut out = vec![PAD_VALUE; n * n * 3];
     let inv = affine_inverse(m);
-    let (sw, sh) = (src.width() as usize, src.height() as usize);
+    let [sw, sh] = src.size();
     let image = |out| RgbImage::from_raw(out_side, out_side, out).unwrap_or_default();
     if n == 0 || sw == 0 || sh == 0 {
         return Ok(image(out)); // all grey: a flip changes nothing
     }
     if inv[1] == 0.0 && inv[3] == 0.0 {
-        warp_affine_separable(src.as_raw(), [sw, sh], &inv, n, mirror, &mut out);
+        warp_affine_separable(src, &inv, n, mirror, &mut out);
         Ok(image(out))
     } else {
+        let src = src.image();
         for (y, row) in out.chunks_exact_mut(n * 3).enumerate() {
             warp_affine_row(src.as_raw(), [sw, sh], &inv, y, row);
         }
@@ -343,14 +388,8 @@ fn affine_inverse(m: &[[f64; 3]; 2]) -> [f32; 6] {
     "x86_64+avx2+fma",
     "aarch64+neon"
 ))]
-fn warp_affine_separable(
-    raw: &[u8],
-    [sw, sh]: [usize; 2],
-    m: &[f32; 6],
-    n: usize,
-    mirror: bool,
-    out: &mut [u8],
-) {
+fn warp_affine_separable(src: Source, m: &[f32; 6], n: usize, mirror: bool, out: &mut [u8]) {
+    let [sw, sh] = src.size();
     // `y·M1 + M2` is the same signed value for every y when M1 is ±0, and `fma(±0, x, ·)` likewise.
     let mx = 0.0f32 * m[1] + m[2];
     let mut columns: Vec<(i32, f32)> = (0..n)
@@ -368,13 +407,22 @@ fn warp_affine_separable(
     let blocks = vbmi::plan(&columns, sw);
     let stride = sw * 3;
     let pad = f32::from(PAD_VALUE);
-    let horizontal = |r: i32, h: &mut Vec<f32>| {
+    // a mosaic's row is composed here; an image's is read in place
+    let mut composed = Vec::new();
+    let mut horizontal = |r: i32, h: &mut Vec<f32>| {
         h.clear();
         h.resize(n * 3, pad);
         if (r as u32 as usize) >= sh {
             return;
         }
-        let row = &raw[r as usize * stride..][..stride];
+        let row: &[u8] = match src {
+            Source::Image(image) => &image.as_raw()[r as usize * stride..][..stride],
+            Source::Mosaic(mosaic) => {
+                composed.resize(stride, 0);
+                mosaic.row_into(r as usize, &mut composed);
+                &composed
+            }
+        };
         let tap = |x: i32, c: usize| -> f32 {
             if (x as u32 as usize) < sw {
                 f32::from(row[x as usize * 3 + c])
