@@ -2,6 +2,8 @@
 //! images meet at a random centre of a `2·imgsz` grey canvas; boxes are shifted, clipped to the canvas, and
 //! dropped when their area becomes zero.
 
+use std::ops::Range;
+
 use image::RgbImage;
 
 use super::{LabelBox, Sample, PAD_VALUE};
@@ -22,15 +24,17 @@ impl Mosaic<'_> {
         [self.side as u32; 2]
     }
 
-    /// Canvas row `y` as packed RGB bytes into `out` (`3 · side` bytes): grey 114 where no tile lies.
-    pub fn row_into(&self, y: usize, out: &mut [u8]) {
-        out.fill(PAD_VALUE);
+    /// Pixels `xs` of canvas row `y` as packed RGB bytes into the same pixels of `out` (a `3 · side`-byte row):
+    /// grey 114 where no tile lies. Bytes outside `xs` are left as they are.
+    pub fn row_into(&self, y: usize, xs: Range<usize>, out: &mut [u8]) {
+        let xs = xs.start.min(self.side)..xs.end.min(self.side);
+        out[xs.start * 3..xs.end * 3].fill(PAD_VALUE);
         for &(tile, a, b) in &self.parts {
-            if (a[1]..a[3]).contains(&y) {
-                let w = a[2] - a[0];
-                let src = &tile.as_raw()[((b[1] + y - a[1]) * tile.width() as usize + b[0]) * 3..]
-                    [..w * 3];
-                out[a[0] * 3..a[2] * 3].copy_from_slice(src);
+            let (x0, x1) = (a[0].max(xs.start), a[2].min(xs.end));
+            if (a[1]..a[3]).contains(&y) && x0 < x1 {
+                let tile_x = b[0] + x0 - a[0];
+                let start = ((b[1] + y - a[1]) * tile.width() as usize + tile_x) * 3;
+                out[x0 * 3..x1 * 3].copy_from_slice(&tile.as_raw()[start..][..(x1 - x0) * 3]);
             }
         }
     }
@@ -39,7 +43,7 @@ impl Mosaic<'_> {
     pub fn image(&self) -> RgbImage {
         let mut raw = vec![0u8; self.side * self.side * 3];
         for (y, row) in raw.chunks_exact_mut(self.side * 3).enumerate() {
-            self.row_into(y, row);
+            self.row_into(y, 0..self.side, row);
         }
         RgbImage::from_raw(self.side as u32, self.side as u32, raw).unwrap_or_default()
     }
@@ -166,5 +170,33 @@ mod tests {
         assert!((32.0..96.0).contains(&xc) && (32.0..96.0).contains(&yc));
         assert_eq!(out.image.get_pixel(xc as u32 - 1, yc as u32 - 1).0, [1; 3]);
         assert_eq!(out.image.get_pixel(xc as u32, yc as u32).0, [4; 3]);
+    }
+
+    #[test]
+    fn mosaic_rows_equal_the_composed_canvas_in_any_column_range() {
+        let tiles = [
+            tile(64, 48, 1),
+            tile(40, 64, 2),
+            tile(64, 64, 3),
+            tile(30, 20, 4),
+        ];
+        let mut rng = SampleRng::for_sample(0, 0, 7);
+        let (mosaic, _) =
+            mosaic4_layout([&tiles[0], &tiles[1], &tiles[2], &tiles[3]], 64, &mut rng);
+        let canvas = mosaic.image();
+        let stride = 128 * 3;
+        // every tile and the grey between them appear
+        for v in [1, 2, 3, 4, PAD_VALUE] {
+            assert!(canvas.as_raw().contains(&v), "value {v}");
+        }
+        for (y, want) in canvas.as_raw().chunks_exact(stride).enumerate() {
+            for xs in [0..128, 10..90, 63..65, 100..200, 5..5] {
+                let mut row = vec![0u8; stride];
+                mosaic.row_into(y, xs.clone(), &mut row);
+                let (a, b) = (xs.start.min(128) * 3, xs.end.min(128) * 3);
+                assert_eq!(&row[a..b], &want[a..b], "row {y}, columns {xs:?}");
+                assert!(row[..a].iter().chain(&row[b..]).all(|&v| v == 0));
+            }
+        }
     }
 }

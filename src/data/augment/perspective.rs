@@ -407,8 +407,13 @@ fn warp_affine_separable(src: Source, m: &[f32; 6], n: usize, mirror: bool, out:
     let blocks = vbmi::plan(&columns, sw);
     let stride = sw * 3;
     let pad = f32::from(PAD_VALUE);
-    // a mosaic's row is composed here; an image's is read in place
+    // a mosaic's row is composed here, only the pixels that some column reads; an image's is read in place
     let mut composed = Vec::new();
+    let reads = {
+        let taps = columns.iter().map(|&(ix, _)| ix);
+        let first = taps.clone().min().unwrap_or(0).clamp(0, sw as i32) as usize;
+        first..(taps.max().unwrap_or(0).saturating_add(2)).clamp(0, sw as i32) as usize
+    };
     let mut horizontal = |r: i32, h: &mut Vec<f32>| {
         h.clear();
         h.resize(n * 3, pad);
@@ -419,7 +424,7 @@ fn warp_affine_separable(src: Source, m: &[f32; 6], n: usize, mirror: bool, out:
             Source::Image(image) => &image.as_raw()[r as usize * stride..][..stride],
             Source::Mosaic(mosaic) => {
                 composed.resize(stride, 0);
-                mosaic.row_into(r as usize, &mut composed);
+                mosaic.row_into(r as usize, reads.clone(), &mut composed);
                 &composed
             }
         };
