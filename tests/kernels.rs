@@ -407,3 +407,42 @@ fn conv_with_bias_matches_burn() {
         assert_close(&eval(Kernels::Fast), &eval(Kernels::Burn), "eval out", case);
     }
 }
+
+/// Channel concatenation and the residual add (src/kernels/graph.rs) against Burn's `cat` and `+`: outputs and
+/// every input's gradient, in training and inference, with inputs that are channel slices of a wider tensor
+/// (C2f's split) and a slice used twice (its gradients summed). Exact: both only copy and add.
+#[test]
+fn concatenation_and_residual_add_match_burn() {
+    use yolo_burn::kernels::{add_with, cat_channels_with};
+    let device = Default::default();
+    let run = |k: Kernels| {
+        let wide = pseudo::<Ad, 4>([3, 12, 5, 7], 11, -2.0, 2.0, &device).require_grad();
+        let other = pseudo::<Ad, 4>([3, 4, 5, 7], 12, -2.0, 2.0, &device).require_grad();
+        let half = wide.clone().narrow(1, 6, 6);
+        let summed = add_with(k, half.clone(), wide.clone().narrow(1, 0, 6));
+        let out = cat_channels_with(k, vec![wide.clone(), summed, other.clone(), half]);
+        // a weight per output element, so each gradient value is distinct
+        let weights = pseudo::<Ad, 4>([3, 28, 5, 7], 13, -1.0, 1.0, &device);
+        let grads = (out.clone() * weights).sum().backward();
+        let eval = cat_channels_with(
+            k,
+            vec![
+                wide.clone().inner().narrow(1, 2, 3),
+                add_with(k, other.clone().inner(), other.clone().inner()),
+            ],
+        );
+        [
+            values(out),
+            values(wide.grad(&grads).expect("wide grad")),
+            values(other.grad(&grads).expect("other grad")),
+            values(eval),
+        ]
+    };
+    let (ours, stock) = (run(Kernels::Fast), run(Kernels::Burn));
+    for (what, (a, b)) in ["out", "d/dwide", "d/dother", "eval out"]
+        .iter()
+        .zip(ours.iter().zip(&stock))
+    {
+        assert_eq!(a, b, "{what}");
+    }
+}

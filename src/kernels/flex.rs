@@ -31,10 +31,10 @@ use super::bn_act::{self, BatchStats};
 use super::conv::{self, ConvGeometry};
 
 /// burn-flex's float primitive under autodiff (the type is not exported by name).
-type AdFlexTensor = <Autodiff<Flex> as BackendTypes>::FloatTensorPrimitive;
+pub(super) type AdFlexTensor = <Autodiff<Flex> as BackendTypes>::FloatTensorPrimitive;
 
 /// Moves `value` into type `U` when `T` is `U`, else hands it back.
-fn cast<T: 'static, U: 'static>(value: T) -> Result<U, T> {
+pub(super) fn cast<T: 'static, U: 'static>(value: T) -> Result<U, T> {
     let boxed: Box<dyn Any> = Box::new(value);
     match boxed.downcast::<U>() {
         Ok(u) => Ok(*u),
@@ -45,11 +45,13 @@ fn cast<T: 'static, U: 'static>(value: T) -> Result<U, T> {
     }
 }
 
-fn primitive<B: Backend, const D: usize>(t: Tensor<B, D>) -> B::FloatTensorPrimitive {
+pub(super) fn primitive<B: Backend, const D: usize>(t: Tensor<B, D>) -> B::FloatTensorPrimitive {
     t.into_primitive().tensor()
 }
 
-fn from_primitive<B: Backend, const D: usize>(p: B::FloatTensorPrimitive) -> Tensor<B, D> {
+pub(super) fn from_primitive<B: Backend, const D: usize>(
+    p: B::FloatTensorPrimitive,
+) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(p))
 }
 
@@ -81,7 +83,7 @@ fn narrow_to(t: FlexTensor, dtype: DType) -> FlexTensor {
 
 /// An NCHW `f32` tensor whose images are contiguous but may sit apart (a channel slice): the tensor itself
 /// and the distance between images, or a contiguous copy when the layout is anything else.
-fn batch_strided(t: &FlexTensor) -> (FlexTensor, usize) {
+pub(super) fn batch_strided(t: &FlexTensor) -> (FlexTensor, usize) {
     let layout = t.layout();
     let dims = layout.shape().to_vec();
     let strides = layout.strides();
@@ -98,7 +100,7 @@ fn batch_strided(t: &FlexTensor) -> (FlexTensor, usize) {
 }
 
 /// From the tensor's first element to the end of its storage (for [`batch_strided`] views).
-fn f32s_from_start(t: &FlexTensor) -> &[f32] {
+pub(super) fn f32s_from_start(t: &FlexTensor) -> &[f32] {
     &t.storage::<f32>()[t.layout().start_offset()..]
 }
 
@@ -108,7 +110,7 @@ fn f32s(t: &FlexTensor) -> &[f32] {
     &t.storage::<f32>()[start..start + len]
 }
 
-fn flex(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
+pub(super) fn flex(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
 }
 

@@ -8,6 +8,7 @@
 pub mod bn_act;
 pub mod conv;
 mod flex;
+mod graph;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -95,4 +96,45 @@ pub fn conv2d_with<B: Backend>(
         Kernels::Burn => x,
     };
     conv.forward(x)
+}
+
+/// `cat(tensors, 1)` with the selected kernels: ours for 4-D burn-flex `f32` tensors (images in parallel, and
+/// a contiguous gradient for each input), Burn's otherwise.
+///
+/// # Shapes
+/// `[B, c_i, H, W]` each → `[B, Σ c_i, H, W]`
+pub fn cat_channels<B: Backend>(tensors: Vec<Tensor<B, 4>>) -> Tensor<B, 4> {
+    cat_channels_with(selected(), tensors)
+}
+
+/// [`cat_channels`] with an explicit choice, for tests that compare the two.
+pub fn cat_channels_with<B: Backend>(kernels: Kernels, tensors: Vec<Tensor<B, 4>>) -> Tensor<B, 4> {
+    let tensors = match kernels {
+        Kernels::Fast => match graph::try_cat(tensors) {
+            Ok(y) => return y,
+            Err(tensors) => tensors,
+        },
+        Kernels::Burn => tensors,
+    };
+    Tensor::cat(tensors, 1)
+}
+
+/// `a + b` of one shape with the selected kernels (the residual of a Bottleneck).
+///
+/// # Shapes
+/// `[B, C, H, W]` twice → `[B, C, H, W]`
+pub fn add<B: Backend>(a: Tensor<B, 4>, b: Tensor<B, 4>) -> Tensor<B, 4> {
+    add_with(selected(), a, b)
+}
+
+/// [`add`] with an explicit choice, for tests that compare the two.
+pub fn add_with<B: Backend>(kernels: Kernels, a: Tensor<B, 4>, b: Tensor<B, 4>) -> Tensor<B, 4> {
+    let (a, b) = match kernels {
+        Kernels::Fast => match graph::try_add(a, b) {
+            Ok(y) => return y,
+            Err(pair) => pair,
+        },
+        Kernels::Burn => (a, b),
+    };
+    a + b
 }

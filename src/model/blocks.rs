@@ -12,6 +12,7 @@ use burn::tensor::ops::PadMode;
 use burn::tensor::Tensor;
 
 use super::conv::{Conv, ConvConfig};
+use crate::kernels::{self, cat_channels};
 
 /// Ultralytics' `Bottleneck(c1, c2, shortcut, g, k, e)`: two convs and an optional residual.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -50,7 +51,7 @@ impl<B: Backend> Bottleneck<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let y = self.cv2.forward(self.cv1.forward(x.clone()));
         if self.add {
-            x + y
+            kernels::add(x, y)
         } else {
             y
         }
@@ -102,7 +103,7 @@ impl<B: Backend> C3k<B> {
             .iter()
             .fold(self.cv1.forward(x.clone()), |y, b| b.forward(y));
         let b = self.cv2.forward(x);
-        self.cv3.forward(Tensor::cat(vec![a, b], 1))
+        self.cv3.forward(cat_channels(vec![a, b]))
     }
 }
 
@@ -205,12 +206,16 @@ impl<B: Backend> C2f<B> {
     /// # Shapes
     /// `[B, c1, H, W]` → `[B, c2, H, W]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let mut ys = self.cv1.forward(x).chunk(2, 1);
+        // Ultralytics concatenates cv1's two halves and the blocks' outputs; the two halves together are cv1's
+        // output itself, so only the second half is split off (the same values, one split fewer to differentiate)
+        let y = self.cv1.forward(x);
+        let mut last = y.clone().narrow(1, self.c, self.c);
+        let mut ys = vec![y];
         for block in &self.m {
-            let last = ys[ys.len() - 1].clone();
-            ys.push(block.forward(last));
+            last = block.forward(last);
+            ys.push(last.clone());
         }
-        self.cv2.forward(Tensor::cat(ys, 1))
+        self.cv2.forward(cat_channels(ys))
     }
 }
 
@@ -257,7 +262,7 @@ impl<B: Backend> Sppf<B> {
         let y1 = self.pool(y0.clone());
         let y2 = self.pool(y1.clone());
         let y3 = self.pool(y2.clone());
-        self.cv2.forward(Tensor::cat(vec![y0, y1, y2, y3], 1))
+        self.cv2.forward(cat_channels(vec![y0, y1, y2, y3]))
     }
 }
 
@@ -397,6 +402,6 @@ impl<B: Backend> C2psa<B> {
             .m
             .iter()
             .fold(y.narrow(1, self.c, self.c), |t, block| block.forward(t));
-        self.cv2.forward(Tensor::cat(vec![a, b], 1))
+        self.cv2.forward(cat_channels(vec![a, b]))
     }
 }

@@ -13,6 +13,7 @@ use super::conv::{Conv, ConvConfig};
 use super::head::{ClsBranchKind, Detect, DetectConfig, HeadOutput};
 use super::scale::Scale;
 use crate::config::{Arch, ScaleName};
+use crate::kernels::cat_channels;
 
 /// One row of a model yaml, with nominal (unscaled) channels and repeats.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -292,7 +293,7 @@ impl<B: Backend> Yolo<B> {
                 Layer::Sppf(m) => m.forward(x),
                 Layer::C2psa(m) => m.forward(x),
                 Layer::Upsample(f) => upsample_nearest(x, *f),
-                Layer::Concat(other) => Tensor::cat(vec![x, take(&saved, *other)], 1),
+                Layer::Concat(other) => cat_channels(vec![x, take(&saved, *other)]),
                 Layer::Detect(_) => break,
             };
             if self.keep[i] {

@@ -1,0 +1,235 @@
+//! The model's graph ops that burn-flex runs slowly, as burn-flex ops with their own backward: concatenation
+//! along channels (C2f, SPPF, the neck's Concat) and the residual add (Bottleneck).
+//!
+//! Why: burn-flex runs these on the calling thread, and the inputs are often channel slices (C2f's split), which
+//! its element-wise ops walk one element at a time through a strided iterator; their gradients (slices of the
+//! concatenation's gradient) then make every later gradient sum take that path too. At 2 threads about a third
+//! of a YOLOv8n train step was this single-threaded work (docs/benchmarks.md). Here each image's channel runs are
+//! copied or added as contiguous slices, images in parallel, and the concatenation hands each input a contiguous
+//! gradient.
+//!
+//! `f32` tensors only (the model's training type here); anything else takes Burn's ops.
+
+use std::any::Any;
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Tensor};
+use burn_flex::{Flex, FlexTensor};
+use rayon::prelude::*;
+
+use super::flex::{
+    batch_strided, cast, f32s_from_start, flex, from_primitive, primitive, AdFlexTensor,
+};
+
+/// The most inputs [`try_cat`] takes (C2f of a YOLOv8x has 2 + 6); more go to Burn's `cat`.
+const MAX_CAT: usize = 8;
+
+/// `B`'s tensors as burn-flex ones (plain or under autodiff), all `f32` and 4-D; otherwise handed back.
+enum Downcast<B: Backend> {
+    Plain(Vec<FlexTensor>),
+    Tracked(Vec<AdFlexTensor>),
+    Other(Vec<Tensor<B, 4>>),
+}
+
+fn downcast<B: Backend>(tensors: Vec<Tensor<B, 4>>) -> Downcast<B> {
+    let prims: Vec<B::FloatTensorPrimitive> = tensors.into_iter().map(primitive).collect();
+    let all = |ok: &dyn Fn(&dyn Any) -> bool| prims.iter().all(|p| ok(p as &dyn Any));
+    if all(&|p| p.downcast_ref::<FlexTensor>().is_some_and(f32_4d)) {
+        return Downcast::Plain(prims.into_iter().map(same).collect());
+    }
+    if all(&|p| {
+        p.downcast_ref::<AdFlexTensor>()
+            .is_some_and(|t| f32_4d(&t.primitive))
+    }) {
+        return Downcast::Tracked(prims.into_iter().map(same).collect());
+    }
+    Downcast::Other(prims.into_iter().map(from_primitive).collect())
+}
+
+/// `value` as the type it was just checked to be.
+fn same<T: 'static, U: 'static>(value: T) -> U {
+    cast(value).unwrap_or_else(|_| unreachable!("checked to be this type"))
+}
+
+fn f32_4d(t: &FlexTensor) -> bool {
+    t.dtype() == DType::F32 && t.layout().shape().len() == 4
+}
+
+fn dims(t: &FlexTensor) -> [usize; 4] {
+    let s = t.layout().shape();
+    [s[0], s[1], s[2], s[3]]
+}
+
+fn to_b<B: Backend>(t: FlexTensor) -> Tensor<B, 4> {
+    from_primitive(same(t))
+}
+
+fn ad_to_b<B: Backend>(t: AdFlexTensor) -> Tensor<B, 4> {
+    from_primitive(same(t))
+}
+
+/// `cat(tensors, 1)` for 4-D burn-flex `f32` tensors of one batch and size; `Err` hands them back.
+pub fn try_cat<B: Backend>(tensors: Vec<Tensor<B, 4>>) -> Result<Tensor<B, 4>, Vec<Tensor<B, 4>>> {
+    let fits = |ds: &[[usize; 4]]| {
+        (1..=MAX_CAT).contains(&ds.len())
+            && ds.iter().all(|d| d[0] == ds[0][0] && d[2..] == ds[0][2..])
+    };
+    match downcast(tensors) {
+        Downcast::Plain(ts) if fits(&ts.iter().map(dims).collect::<Vec<_>>()) => {
+            Ok(to_b(cat_forward(&ts)))
+        }
+        Downcast::Tracked(ts)
+            if fits(&ts.iter().map(|t| dims(&t.primitive)).collect::<Vec<_>>()) =>
+        {
+            Ok(ad_to_b(cat_tracked(ts)))
+        }
+        Downcast::Plain(ts) => Err(ts.into_iter().map(to_b).collect()),
+        Downcast::Tracked(ts) => Err(ts.into_iter().map(ad_to_b).collect()),
+        Downcast::Other(ts) => Err(ts),
+    }
+}
+
+/// Each image's channels of every input, one after another, images in parallel.
+fn cat_forward(ts: &[FlexTensor]) -> FlexTensor {
+    let [batch, _, h, w] = dims(&ts[0]);
+    let parts: Vec<(FlexTensor, usize, usize)> = ts
+        .iter()
+        .map(|t| {
+            let (t, stride) = batch_strided(t);
+            let len = dims(&t)[1] * h * w;
+            (t, stride, len)
+        })
+        .collect();
+    let per_image: usize = parts.iter().map(|p| p.2).sum();
+    let channels: usize = ts.iter().map(|t| dims(t)[1]).sum();
+    let mut out = vec![0.0f32; batch * per_image];
+    out.par_chunks_mut(per_image.max(1))
+        .enumerate()
+        .for_each(|(b, dst)| {
+            let mut at = 0;
+            for (t, stride, len) in &parts {
+                dst[at..at + len].copy_from_slice(&f32s_from_start(t)[b * stride..][..*len]);
+                at += len;
+            }
+        });
+    flex(out, &[batch, channels, h, w])
+}
+
+fn cat_tracked(ts: Vec<AdFlexTensor>) -> AdFlexTensor {
+    macro_rules! with_n {
+        ($($n:literal)*) => {
+            match ts.len() {
+                $($n => cat_n::<$n>(ts),)*
+                _ => unreachable!("try_cat takes 1..=MAX_CAT inputs"),
+            }
+        };
+    }
+    with_n!(1 2 3 4 5 6 7 8)
+}
+
+fn cat_n<const N: usize>(ts: Vec<AdFlexTensor>) -> AdFlexTensor {
+    let out = cat_forward(&ts.iter().map(|t| t.primitive.clone()).collect::<Vec<_>>());
+    let channels: [usize; N] = std::array::from_fn(|i| dims(&ts[i].primitive)[1]);
+    let nodes: [_; N] = std::array::from_fn(|i| ts[i].node.clone());
+    match CatBackward::<N>
+        .prepare::<NoCheckpointing>(nodes)
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(channels, out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    }
+}
+
+#[derive(Debug)]
+struct CatBackward<const N: usize>;
+
+impl<const N: usize> Backward<Flex, N> for CatBackward<N> {
+    /// Each input's channel count.
+    type State = [usize; N];
+
+    fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (dout, stride) = batch_strided(&grads.consume::<Flex>(&ops.node));
+        let [batch, _, h, w] = dims(&dout);
+        let dout = f32s_from_start(&dout);
+        let mut first = 0;
+        for (node, c) in ops.parents.into_iter().zip(ops.state) {
+            let (start, len) = (first * h * w, c * h * w);
+            first += c;
+            let Some(node) = node else { continue };
+            let mut grad = vec![0.0f32; batch * len];
+            grad.par_chunks_mut(len.max(1))
+                .enumerate()
+                .for_each(|(b, g)| g.copy_from_slice(&dout[b * stride + start..][..len]));
+            grads.register::<Flex>(node.id, flex(grad, &[batch, c, h, w]));
+        }
+    }
+}
+
+/// `a + b` for two 4-D burn-flex `f32` tensors of one shape; `Err` hands them back.
+pub fn try_add<B: Backend>(
+    a: Tensor<B, 4>,
+    b: Tensor<B, 4>,
+) -> Result<Tensor<B, 4>, (Tensor<B, 4>, Tensor<B, 4>)> {
+    if a.dims() != b.dims() {
+        return Err((a, b));
+    }
+    let mut pair = match downcast(vec![a, b]) {
+        Downcast::Plain(ts) => return Ok(to_b(add_forward(&ts[0], &ts[1]))),
+        Downcast::Tracked(ts) => ts,
+        Downcast::Other(ts) => {
+            let mut ts = ts.into_iter();
+            let (Some(a), Some(b)) = (ts.next(), ts.next()) else {
+                unreachable!("two tensors in, two out")
+            };
+            return Err((a, b));
+        }
+    };
+    let (Some(b), Some(a)) = (pair.pop(), pair.pop()) else {
+        unreachable!("two tensors in")
+    };
+    let out = add_forward(&a.primitive, &b.primitive);
+    let out = match AddBackward
+        .prepare::<NoCheckpointing>([a.node.clone(), b.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish((), out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    };
+    Ok(ad_to_b(out))
+}
+
+fn add_forward(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
+    let shape = dims(a);
+    let [batch, c, h, w] = shape;
+    let n = c * h * w;
+    let (a, sa) = batch_strided(a);
+    let (b, sb) = batch_strided(b);
+    let (a, b) = (f32s_from_start(&a), f32s_from_start(&b));
+    let mut out = vec![0.0f32; batch * n];
+    out.par_chunks_mut(n.max(1)).enumerate().for_each(|(i, o)| {
+        for ((o, x), y) in o.iter_mut().zip(&a[i * sa..][..n]).zip(&b[i * sb..][..n]) {
+            *o = x + y;
+        }
+    });
+    flex(out, &shape)
+}
+
+#[derive(Debug)]
+struct AddBackward;
+
+impl Backward<Flex, 2> for AddBackward {
+    type State = ();
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dout = grads.consume::<Flex>(&ops.node);
+        for node in ops.parents.into_iter().flatten() {
+            grads.register::<Flex>(node.id, dout.clone());
+        }
+    }
+}
