@@ -446,3 +446,36 @@ fn concatenation_and_residual_add_match_burn() {
         assert_eq!(a, b, "{what}");
     }
 }
+
+/// The neck's nearest-neighbour upsampling against Burn's broadcast: the output exactly, the gradient (each
+/// input pixel's sum over its 2×2 block, summed in another order there) within 1e-6 of its largest value; on a
+/// channel slice, in training and inference.
+#[test]
+fn upsampling_matches_burn() {
+    use yolo_burn::kernels::upsample_nearest_with;
+    let device = Default::default();
+    let run = |k: Kernels| {
+        let wide = pseudo::<Ad, 4>([2, 6, 5, 7], 21, -2.0, 2.0, &device).require_grad();
+        let out = upsample_nearest_with(k, wide.clone().narrow(1, 2, 3), 2);
+        let weights = pseudo::<Ad, 4>([2, 3, 10, 14], 22, -1.0, 1.0, &device);
+        let grads = (out.clone() * weights).sum().backward();
+        let eval = upsample_nearest_with(k, wide.clone().inner(), 3);
+        [
+            values(out),
+            values(wide.grad(&grads).expect("grad")),
+            values(eval),
+        ]
+    };
+    let (ours, stock) = (run(Kernels::Fast), run(Kernels::Burn));
+    assert_eq!(ours[0], stock[0], "out");
+    assert_eq!(ours[2], stock[2], "eval out");
+    let scale = stock[1].iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let err = ours[1]
+        .iter()
+        .zip(&stock[1])
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        err <= 1e-6 * scale,
+        "gradient: max |diff| {err:e}, max {scale:e}"
+    );
+}

@@ -1,5 +1,6 @@
 //! The model's graph ops that burn-flex runs slowly, as burn-flex ops with their own backward: concatenation
-//! along channels (C2f, SPPF, the neck's Concat) and the residual add (Bottleneck).
+//! along channels (C2f, SPPF, the neck's Concat), the residual add (Bottleneck) and the neck's nearest-neighbour
+//! upsampling (which Burn's ops express as a broadcast that is then copied element by element).
 //!
 //! Why: burn-flex runs these on the calling thread, and the inputs are often channel slices (C2f's split), which
 //! its element-wise ops walk one element at a time through a strided iterator; their gradients (slices of the
@@ -231,5 +232,94 @@ impl Backward<Flex, 2> for AddBackward {
         for node in ops.parents.into_iter().flatten() {
             grads.register::<Flex>(node.id, dout.clone());
         }
+    }
+}
+
+/// Nearest-neighbour upsampling by an integer factor `f` of a 4-D burn-flex `f32` tensor; `Err` hands it back.
+pub fn try_upsample<B: Backend>(x: Tensor<B, 4>, f: usize) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+    if f == 0 {
+        return Err(x);
+    }
+    match downcast(vec![x]) {
+        Downcast::Plain(mut ts) => Ok(to_b(upsample_forward(&ts.remove(0), f))),
+        Downcast::Tracked(mut ts) => {
+            let x = ts.remove(0);
+            let shape = dims(&x.primitive);
+            let out = upsample_forward(&x.primitive, f);
+            let out = match UpsampleBackward
+                .prepare::<NoCheckpointing>([x.node.clone()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => prep.finish((shape, f), out),
+                OpsKind::UnTracked(prep) => prep.finish(out),
+            };
+            Ok(ad_to_b(out))
+        }
+        Downcast::Other(mut ts) => Err(ts.remove(0)),
+    }
+}
+
+/// Each input pixel repeated `f` times along the row, each row `f` times; planes in parallel.
+fn upsample_forward(x: &FlexTensor, f: usize) -> FlexTensor {
+    let [batch, c, h, w] = dims(x);
+    let (x, stride) = batch_strided(x);
+    let x = f32s_from_start(&x);
+    let (plane_in, plane_out) = (h * w, h * f * w * f);
+    let mut out = vec![0.0f32; batch * c * plane_out];
+    out.par_chunks_mut(plane_out.max(1))
+        .enumerate()
+        .for_each(|(p, dst)| {
+            let src = &x[(p / c.max(1)) * stride + (p % c.max(1)) * plane_in..][..plane_in];
+            for (row, out_rows) in src
+                .chunks_exact(w.max(1))
+                .zip(dst.chunks_exact_mut(w * f * f))
+            {
+                let (first, rest) = out_rows.split_at_mut(w * f);
+                for (v, o) in row.iter().zip(first.chunks_exact_mut(f)) {
+                    o.fill(*v);
+                }
+                for copy in rest.chunks_exact_mut(w * f) {
+                    copy.copy_from_slice(first);
+                }
+            }
+        });
+    flex(out, &[batch, c, h * f, w * f])
+}
+
+#[derive(Debug)]
+struct UpsampleBackward;
+
+impl Backward<Flex, 1> for UpsampleBackward {
+    /// The input's shape and the factor.
+    type State = ([usize; 4], usize);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let ([batch, c, h, w], f) = ops.state;
+        let (dout, stride) = batch_strided(&grads.consume::<Flex>(&ops.node));
+        let Some(node) = ops.parents.into_iter().flatten().next() else {
+            return;
+        };
+        let dout = f32s_from_start(&dout);
+        let (plane_in, plane_out) = (h * w, h * f * w * f);
+        let mut dx = vec![0.0f32; batch * c * plane_in];
+        // each input pixel's gradient is the sum of its f×f block, added row by row as Burn's sum does
+        dx.par_chunks_mut(plane_in.max(1))
+            .enumerate()
+            .for_each(|(p, g)| {
+                let src =
+                    &dout[(p / c.max(1)) * stride + (p % c.max(1)) * plane_out..][..plane_out];
+                for (g_row, block) in g
+                    .chunks_exact_mut(w.max(1))
+                    .zip(src.chunks_exact(w * f * f))
+                {
+                    for out_row in block.chunks_exact(w * f) {
+                        for (gv, o) in g_row.iter_mut().zip(out_row.chunks_exact(f)) {
+                            *gv += o.iter().sum::<f32>();
+                        }
+                    }
+                }
+            });
+        grads.register::<Flex>(node.id, flex(dx, &[batch, c, h, w]));
     }
 }

@@ -138,3 +138,30 @@ pub fn add_with<B: Backend>(kernels: Kernels, a: Tensor<B, 4>, b: Tensor<B, 4>) 
     };
     a + b
 }
+
+/// Nearest-neighbour upsampling by `f` with the selected kernels (the neck's `Upsample`).
+///
+/// # Shapes
+/// `[B, C, H, W]` → `[B, C, H·f, W·f]`
+pub fn upsample_nearest<B: Backend>(x: Tensor<B, 4>, f: usize) -> Tensor<B, 4> {
+    upsample_nearest_with(selected(), x, f)
+}
+
+/// [`upsample_nearest`] with an explicit choice, for tests that compare the two.
+pub fn upsample_nearest_with<B: Backend>(
+    kernels: Kernels,
+    x: Tensor<B, 4>,
+    f: usize,
+) -> Tensor<B, 4> {
+    let x = match kernels {
+        Kernels::Fast => match graph::try_upsample(x, f) {
+            Ok(y) => return y,
+            Err(x) => x,
+        },
+        Kernels::Burn => x,
+    };
+    let [b, c, h, w] = x.dims();
+    x.reshape([b, c, h, 1, w, 1])
+        .expand([b, c, h, f, w, f])
+        .reshape([b, c, h * f, w * f])
+}

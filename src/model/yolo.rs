@@ -386,15 +386,12 @@ fn take<B: Backend>(saved: &[Option<Tensor<B, 4>>], index: usize) -> Tensor<B, 4
         .unwrap_or_else(|| unreachable!("layer {index} output is kept for later layers"))
 }
 
-/// `nn.Upsample(scale_factor=f, mode="nearest")` as a broadcast, exact and cheap to differentiate.
+/// `nn.Upsample(scale_factor=f, mode="nearest")`, with the selected kernels (`kernels::upsample_nearest`).
 ///
 /// # Shapes
 /// `[B, C, H, W]` → `[B, C, f·H, f·W]`
 pub fn upsample_nearest<B: Backend>(x: Tensor<B, 4>, f: usize) -> Tensor<B, 4> {
-    let [b, c, h, w] = x.dims();
-    x.reshape([b, c, h, 1, w, 1])
-        .expand([b, c, h, f, w, f])
-        .reshape([b, c, h * f, w * f])
+    crate::kernels::upsample_nearest(x, f)
 }
 
 /// thop's operation count of every convolution and BatchNorm inside `module` at output resolution `hw`: a 4-D
