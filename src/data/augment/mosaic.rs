@@ -152,14 +152,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn mosaic4_tiles_meet_at_the_centre() {
-        let tiles = [
+    /// Four tiles of different sizes, each one grey level with one box over all of it.
+    fn four_tiles() -> [Sample; 4] {
+        [
             tile(64, 48, 1),
             tile(40, 64, 2),
             tile(64, 64, 3),
             tile(30, 20, 4),
-        ];
+        ]
+    }
+
+    #[test]
+    fn mosaic4_tiles_meet_at_the_centre() {
+        let tiles = four_tiles();
         let mut rng = SampleRng::for_sample(0, 0, 0);
         let out = mosaic4([&tiles[0], &tiles[1], &tiles[2], &tiles[3]], 64, &mut rng);
         assert_eq!(out.image.dimensions(), (128, 128));
@@ -174,12 +179,7 @@ mod tests {
 
     #[test]
     fn mosaic_rows_equal_the_composed_canvas_in_any_column_range() {
-        let tiles = [
-            tile(64, 48, 1),
-            tile(40, 64, 2),
-            tile(64, 64, 3),
-            tile(30, 20, 4),
-        ];
+        let tiles = four_tiles();
         let mut rng = SampleRng::for_sample(0, 0, 7);
         let (mosaic, _) =
             mosaic4_layout([&tiles[0], &tiles[1], &tiles[2], &tiles[3]], 64, &mut rng);
