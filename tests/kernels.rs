@@ -413,35 +413,59 @@ fn conv_with_bias_matches_burn() {
 /// (C2f's split) and a slice used twice (its gradients summed). Exact: both only copy and add.
 #[test]
 fn concatenation_and_residual_add_match_burn() {
-    use yolo_burn::kernels::{add_with, cat_channels_with};
+    use yolo_burn::kernels::{add_with, cat_with};
     let device = Default::default();
     let run = |k: Kernels| {
         let wide = pseudo::<Ad, 4>([3, 12, 5, 7], 11, -2.0, 2.0, &device).require_grad();
         let other = pseudo::<Ad, 4>([3, 4, 5, 7], 12, -2.0, 2.0, &device).require_grad();
         let half = wide.clone().narrow(1, 6, 6);
         let summed = add_with(k, half.clone(), wide.clone().narrow(1, 0, 6));
-        let out = cat_channels_with(k, vec![wide.clone(), summed, other.clone(), half]);
+        let out = cat_with(k, vec![wide.clone(), summed, other.clone(), half], 1);
         // a weight per output element, so each gradient value is distinct
         let weights = pseudo::<Ad, 4>([3, 28, 5, 7], 13, -1.0, 1.0, &device);
         let grads = (out.clone() * weights).sum().backward();
-        let eval = cat_channels_with(
+        let eval = cat_with(
             k,
             vec![
                 wide.clone().inner().narrow(1, 2, 3),
                 add_with(k, other.clone().inner(), other.clone().inner()),
             ],
+            1,
         );
+        // the Detect head's case: 3-D along the last dimension, one input a slice
+        let flat = cat_with(
+            k,
+            vec![
+                other.clone().reshape([3, 4, 35]),
+                wide.clone().reshape([3, 12, 35]).narrow(1, 4, 4),
+            ],
+            2,
+        );
+        let flat_grads = (flat.clone() * pseudo::<Ad, 3>([3, 4, 70], 14, -1.0, 1.0, &device))
+            .sum()
+            .backward();
         [
             values(out),
             values(wide.grad(&grads).expect("wide grad")),
             values(other.grad(&grads).expect("other grad")),
             values(eval),
+            values(flat),
+            values(wide.grad(&flat_grads).expect("wide grad")),
+            values(other.grad(&flat_grads).expect("other grad")),
         ]
     };
     let (ours, stock) = (run(Kernels::Fast), run(Kernels::Burn));
-    for (what, (a, b)) in ["out", "d/dwide", "d/dother", "eval out"]
-        .iter()
-        .zip(ours.iter().zip(&stock))
+    for (what, (a, b)) in [
+        "out",
+        "d/dwide",
+        "d/dother",
+        "eval out",
+        "dim-2 out",
+        "dim-2 d/dwide",
+        "dim-2 d/dother",
+    ]
+    .iter()
+    .zip(ours.iter().zip(&stock))
     {
         assert_eq!(a, b, "{what}");
     }

@@ -29,22 +29,23 @@ use super::flex::{
 /// The most inputs [`try_cat`] takes (C2f of a YOLOv8x has 2 + 6); more go to Burn's `cat`.
 const MAX_CAT: usize = 8;
 
-/// `B`'s tensors as burn-flex ones (plain or under autodiff), all `f32` and 4-D; otherwise handed back.
-enum Downcast<B: Backend> {
+/// `B`'s tensors as burn-flex ones (plain or under autodiff), all `f32`; otherwise handed back.
+enum Downcast<B: Backend, const D: usize> {
     Plain(Vec<FlexTensor>),
     Tracked(Vec<AdFlexTensor>),
-    Other(Vec<Tensor<B, 4>>),
+    Other(Vec<Tensor<B, D>>),
 }
 
-fn downcast<B: Backend>(tensors: Vec<Tensor<B, 4>>) -> Downcast<B> {
+fn downcast<B: Backend, const D: usize>(tensors: Vec<Tensor<B, D>>) -> Downcast<B, D> {
     let prims: Vec<B::FloatTensorPrimitive> = tensors.into_iter().map(primitive).collect();
     let all = |ok: &dyn Fn(&dyn Any) -> bool| prims.iter().all(|p| ok(p as &dyn Any));
-    if all(&|p| p.downcast_ref::<FlexTensor>().is_some_and(f32_4d)) {
+    let f32 = |t: &FlexTensor| t.dtype() == DType::F32;
+    if all(&|p| p.downcast_ref::<FlexTensor>().is_some_and(f32)) {
         return Downcast::Plain(prims.into_iter().map(same).collect());
     }
     if all(&|p| {
         p.downcast_ref::<AdFlexTensor>()
-            .is_some_and(|t| f32_4d(&t.primitive))
+            .is_some_and(|t| f32(&t.primitive))
     }) {
         return Downcast::Tracked(prims.into_iter().map(same).collect());
     }
@@ -56,37 +57,43 @@ fn same<T: 'static, U: 'static>(value: T) -> U {
     cast(value).unwrap_or_else(|_| unreachable!("checked to be this type"))
 }
 
-fn f32_4d(t: &FlexTensor) -> bool {
-    t.dtype() == DType::F32 && t.layout().shape().len() == 4
-}
-
 fn dims(t: &FlexTensor) -> [usize; 4] {
     let s = t.layout().shape();
     [s[0], s[1], s[2], s[3]]
 }
 
-fn to_b<B: Backend>(t: FlexTensor) -> Tensor<B, 4> {
+fn shape(t: &FlexTensor) -> Vec<usize> {
+    t.layout().shape().to_vec()
+}
+
+fn to_b<B: Backend, const D: usize>(t: FlexTensor) -> Tensor<B, D> {
     from_primitive(same(t))
 }
 
-fn ad_to_b<B: Backend>(t: AdFlexTensor) -> Tensor<B, 4> {
+fn ad_to_b<B: Backend, const D: usize>(t: AdFlexTensor) -> Tensor<B, D> {
     from_primitive(same(t))
 }
 
-/// `cat(tensors, 1)` for 4-D burn-flex `f32` tensors of one batch and size; `Err` hands them back.
-pub fn try_cat<B: Backend>(tensors: Vec<Tensor<B, 4>>) -> Result<Tensor<B, 4>, Vec<Tensor<B, 4>>> {
-    let fits = |ds: &[[usize; 4]]| {
-        (1..=MAX_CAT).contains(&ds.len())
-            && ds.iter().all(|d| d[0] == ds[0][0] && d[2..] == ds[0][2..])
+/// `cat(tensors, dim)` for burn-flex `f32` tensors equal in every other dimension; `Err` hands them back.
+pub fn try_cat<B: Backend, const D: usize>(
+    tensors: Vec<Tensor<B, D>>,
+    dim: usize,
+) -> Result<Tensor<B, D>, Vec<Tensor<B, D>>> {
+    let fits = |shapes: &[Vec<usize>]| {
+        (1..=MAX_CAT).contains(&shapes.len())
+            && dim < D
+            && shapes
+                .iter()
+                .all(|s| s.len() == D && (0..D).all(|i| i == dim || s[i] == shapes[0][i]))
     };
     match downcast(tensors) {
-        Downcast::Plain(ts) if fits(&ts.iter().map(dims).collect::<Vec<_>>()) => {
-            Ok(to_b(cat_forward(&ts)))
+        Downcast::Plain(ts) if fits(&ts.iter().map(shape).collect::<Vec<_>>()) => {
+            Ok(to_b(cat_forward(&ts, dim)))
         }
         Downcast::Tracked(ts)
-            if fits(&ts.iter().map(|t| dims(&t.primitive)).collect::<Vec<_>>()) =>
+            if fits(&ts.iter().map(|t| shape(&t.primitive)).collect::<Vec<_>>()) =>
         {
-            Ok(ad_to_b(cat_tracked(ts)))
+            Ok(ad_to_b(cat_tracked(ts, dim)))
         }
         Downcast::Plain(ts) => Err(ts.into_iter().map(to_b).collect()),
         Downcast::Tracked(ts) => Err(ts.into_iter().map(ad_to_b).collect()),
@@ -94,37 +101,43 @@ pub fn try_cat<B: Backend>(tensors: Vec<Tensor<B, 4>>) -> Result<Tensor<B, 4>, V
     }
 }
 
-/// Each image's channels of every input, one after another, images in parallel.
-fn cat_forward(ts: &[FlexTensor]) -> FlexTensor {
-    let [batch, _, h, w] = dims(&ts[0]);
-    let parts: Vec<(FlexTensor, usize, usize)> = ts
-        .iter()
-        .map(|t| {
-            let (t, stride) = batch_strided(t);
-            let len = dims(&t)[1] * h * w;
-            (t, stride, len)
-        })
-        .collect();
-    let per_image: usize = parts.iter().map(|p| p.2).sum();
-    let channels: usize = ts.iter().map(|t| dims(t)[1]).sum();
-    let mut out = vec![0.0f32; batch * per_image];
-    out.par_chunks_mut(per_image.max(1))
+/// `t` as runs of `len` values, one per index of the dimensions before `dim`, `stride` apart: a channel
+/// slice of an NCHW tensor is read in place (dim 1), anything else made contiguous.
+fn runs(t: &FlexTensor, dim: usize) -> (FlexTensor, usize, usize) {
+    let s = shape(t);
+    let len = s[dim..].iter().product();
+    if dim == 1 && s.len() == 4 {
+        let (t, stride) = batch_strided(t);
+        return (t, stride, len);
+    }
+    (t.to_contiguous(), len, len)
+}
+
+/// The inputs' runs one after another for each index before `dim`, those indices in parallel.
+fn cat_forward(ts: &[FlexTensor], dim: usize) -> FlexTensor {
+    let mut out_shape = shape(&ts[0]);
+    out_shape[dim] = ts.iter().map(|t| shape(t)[dim]).sum();
+    let outer: usize = out_shape[..dim].iter().product();
+    let parts: Vec<(FlexTensor, usize, usize)> = ts.iter().map(|t| runs(t, dim)).collect();
+    let total: usize = parts.iter().map(|p| p.2).sum();
+    let mut out = vec![0.0f32; outer * total];
+    out.par_chunks_mut(total.max(1))
         .enumerate()
-        .for_each(|(b, dst)| {
+        .for_each(|(o, dst)| {
             let mut at = 0;
             for (t, stride, len) in &parts {
-                dst[at..at + len].copy_from_slice(&f32s_from_start(t)[b * stride..][..*len]);
+                dst[at..at + len].copy_from_slice(&f32s_from_start(t)[o * stride..][..*len]);
                 at += len;
             }
         });
-    flex(out, &[batch, channels, h, w])
+    flex(out, &out_shape)
 }
 
-fn cat_tracked(ts: Vec<AdFlexTensor>) -> AdFlexTensor {
+fn cat_tracked(ts: Vec<AdFlexTensor>, dim: usize) -> AdFlexTensor {
     macro_rules! with_n {
         ($($n:literal)*) => {
             match ts.len() {
-                $($n => cat_n::<$n>(ts),)*
+                $($n => cat_n::<$n>(ts, dim),)*
                 _ => unreachable!("try_cat takes 1..=MAX_CAT inputs"),
             }
         };
@@ -132,16 +145,19 @@ fn cat_tracked(ts: Vec<AdFlexTensor>) -> AdFlexTensor {
     with_n!(1 2 3 4 5 6 7 8)
 }
 
-fn cat_n<const N: usize>(ts: Vec<AdFlexTensor>) -> AdFlexTensor {
-    let out = cat_forward(&ts.iter().map(|t| t.primitive.clone()).collect::<Vec<_>>());
-    let channels: [usize; N] = std::array::from_fn(|i| dims(&ts[i].primitive)[1]);
+fn cat_n<const N: usize>(ts: Vec<AdFlexTensor>, dim: usize) -> AdFlexTensor {
+    let out = cat_forward(
+        &ts.iter().map(|t| t.primitive.clone()).collect::<Vec<_>>(),
+        dim,
+    );
+    let sizes: [usize; N] = std::array::from_fn(|i| shape(&ts[i].primitive)[dim]);
     let nodes: [_; N] = std::array::from_fn(|i| ts[i].node.clone());
     match CatBackward::<N>
         .prepare::<NoCheckpointing>(nodes)
         .compute_bound()
         .stateful()
     {
-        OpsKind::Tracked(prep) => prep.finish(channels, out),
+        OpsKind::Tracked(prep) => prep.finish((sizes, dim), out),
         OpsKind::UnTracked(prep) => prep.finish(out),
     }
 }
@@ -150,23 +166,27 @@ fn cat_n<const N: usize>(ts: Vec<AdFlexTensor>) -> AdFlexTensor {
 struct CatBackward<const N: usize>;
 
 impl<const N: usize> Backward<Flex, N> for CatBackward<N> {
-    /// Each input's channel count.
-    type State = [usize; N];
+    /// Each input's size along the dimension, and the dimension.
+    type State = ([usize; N], usize);
 
     fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (dout, stride) = batch_strided(&grads.consume::<Flex>(&ops.node));
-        let [batch, _, h, w] = dims(&dout);
+        let (sizes, dim) = ops.state;
+        let (dout, stride, _) = runs(&grads.consume::<Flex>(&ops.node), dim);
+        let mut grad_shape = shape(&dout);
+        let outer: usize = grad_shape[..dim].iter().product();
+        let inner: usize = grad_shape[dim + 1..].iter().product();
         let dout = f32s_from_start(&dout);
         let mut first = 0;
-        for (node, c) in ops.parents.into_iter().zip(ops.state) {
-            let (start, len) = (first * h * w, c * h * w);
-            first += c;
+        for (node, size) in ops.parents.into_iter().zip(sizes) {
+            let (start, len) = (first * inner, size * inner);
+            first += size;
             let Some(node) = node else { continue };
-            let mut grad = vec![0.0f32; batch * len];
+            let mut grad = vec![0.0f32; outer * len];
             grad.par_chunks_mut(len.max(1))
                 .enumerate()
-                .for_each(|(b, g)| g.copy_from_slice(&dout[b * stride + start..][..len]));
-            grads.register::<Flex>(node.id, flex(grad, &[batch, c, h, w]));
+                .for_each(|(o, g)| g.copy_from_slice(&dout[o * stride + start..][..len]));
+            grad_shape[dim] = size;
+            grads.register::<Flex>(node.id, flex(grad, &grad_shape));
         }
     }
 }

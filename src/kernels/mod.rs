@@ -98,25 +98,34 @@ pub fn conv2d_with<B: Backend>(
     conv.forward(x)
 }
 
-/// `cat(tensors, 1)` with the selected kernels: ours for 4-D burn-flex `f32` tensors (images in parallel, and
-/// a contiguous gradient for each input), Burn's otherwise.
+/// `cat(tensors, dim)` with the selected kernels: ours for burn-flex `f32` tensors (runs copied in parallel, a
+/// contiguous gradient for each input, channel slices read in place), Burn's otherwise.
+pub fn cat<B: Backend, const D: usize>(tensors: Vec<Tensor<B, D>>, dim: usize) -> Tensor<B, D> {
+    cat_with(selected(), tensors, dim)
+}
+
+/// [`cat`] along channels, the model's most common case (C2f, SPPF, the neck's Concat).
 ///
 /// # Shapes
 /// `[B, c_i, H, W]` each → `[B, Σ c_i, H, W]`
 pub fn cat_channels<B: Backend>(tensors: Vec<Tensor<B, 4>>) -> Tensor<B, 4> {
-    cat_channels_with(selected(), tensors)
+    cat(tensors, 1)
 }
 
-/// [`cat_channels`] with an explicit choice, for tests that compare the two.
-pub fn cat_channels_with<B: Backend>(kernels: Kernels, tensors: Vec<Tensor<B, 4>>) -> Tensor<B, 4> {
+/// [`cat`] with an explicit choice, for tests that compare the two.
+pub fn cat_with<B: Backend, const D: usize>(
+    kernels: Kernels,
+    tensors: Vec<Tensor<B, D>>,
+    dim: usize,
+) -> Tensor<B, D> {
     let tensors = match kernels {
-        Kernels::Fast => match graph::try_cat(tensors) {
+        Kernels::Fast => match graph::try_cat(tensors, dim) {
             Ok(y) => return y,
             Err(tensors) => tensors,
         },
         Kernels::Burn => tensors,
     };
-    Tensor::cat(tensors, 1)
+    Tensor::cat(tensors, dim)
 }
 
 /// `a + b` of one shape with the selected kernels (the residual of a Bottleneck).

@@ -11,7 +11,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
 use super::conv::{Conv, ConvConfig};
-use crate::kernels::conv2d;
+use crate::kernels::{self, conv2d};
 
 /// DFL bins per box side (`reg_max`).
 pub const REG_MAX: usize = 16;
@@ -175,8 +175,8 @@ impl<B: Backend> Detect<B> {
             scores.push(self.cv3[i].forward(x).reshape([b, self.nc, h * w]));
         }
         HeadOutput {
-            boxes: Tensor::cat(boxes, 2),
-            scores: Tensor::cat(scores, 2),
+            boxes: kernels::cat(boxes, 2),
+            scores: kernels::cat(scores, 2),
             grids,
         }
     }
