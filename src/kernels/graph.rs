@@ -1,6 +1,7 @@
 //! The model's graph ops that burn-flex runs slowly, as burn-flex ops with their own backward: concatenation
-//! along channels (C2f, SPPF, the neck's Concat), the residual add (Bottleneck) and the neck's nearest-neighbour
-//! upsampling (which Burn's ops express as a broadcast that is then copied element by element).
+//! (along channels in C2f, SPPF and the neck's Concat; along anchors in the Detect head), the residual add
+//! (Bottleneck) and the neck's nearest-neighbour upsampling (which Burn's ops express as a broadcast that is then
+//! copied element by element).
 //!
 //! Why: burn-flex runs these on the calling thread, and the inputs are often channel slices (C2f's split), which
 //! its element-wise ops walk one element at a time through a strided iterator; their gradients (slices of the
@@ -26,7 +27,7 @@ use super::flex::{
     batch_strided, cast, f32s_from_start, flex, from_primitive, primitive, AdFlexTensor,
 };
 
-/// The most inputs [`try_cat`] takes (C2f of a YOLOv8x has 2 + 6); more go to Burn's `cat`.
+/// The most inputs [`try_cat`] takes (C2f of a YOLOv8x has 1 + 6); more go to Burn's `cat`.
 const MAX_CAT: usize = 8;
 
 /// `B`'s tensors as burn-flex ones (plain or under autodiff), all `f32`; otherwise handed back.
