@@ -200,19 +200,13 @@ pub fn try_add<B: Backend>(
     if a.dims() != b.dims() {
         return Err((a, b));
     }
-    let mut pair = match downcast(vec![a, b]) {
+    let [a, b] = match downcast(vec![a, b]) {
         Downcast::Plain(ts) => return Ok(to_b(add_forward(&ts[0], &ts[1]))),
-        Downcast::Tracked(ts) => ts,
+        Downcast::Tracked(ts) => two(ts),
         Downcast::Other(ts) => {
-            let mut ts = ts.into_iter();
-            let (Some(a), Some(b)) = (ts.next(), ts.next()) else {
-                unreachable!("two tensors in, two out")
-            };
+            let [a, b] = two(ts);
             return Err((a, b));
         }
-    };
-    let (Some(b), Some(a)) = (pair.pop(), pair.pop()) else {
-        unreachable!("two tensors in")
     };
     let out = add_forward(&a.primitive, &b.primitive);
     let out = match AddBackward
@@ -224,6 +218,12 @@ pub fn try_add<B: Backend>(
         OpsKind::UnTracked(prep) => prep.finish(out),
     };
     Ok(ad_to_b(out))
+}
+
+/// The two tensors that went in.
+fn two<T>(ts: Vec<T>) -> [T; 2] {
+    ts.try_into()
+        .unwrap_or_else(|_| unreachable!("two tensors in, two out"))
 }
 
 fn add_forward(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
@@ -291,7 +291,8 @@ fn upsample_forward(x: &FlexTensor, f: usize) -> FlexTensor {
     out.par_chunks_mut(plane_out.max(1))
         .enumerate()
         .for_each(|(p, dst)| {
-            let src = &x[(p / c.max(1)) * stride + (p % c.max(1)) * plane_in..][..plane_in];
+            // a plane exists only if c > 0
+            let src = &x[(p / c) * stride + (p % c) * plane_in..][..plane_in];
             for (row, out_rows) in src
                 .chunks_exact(w.max(1))
                 .zip(dst.chunks_exact_mut(w * f * f))
@@ -324,12 +325,11 @@ impl Backward<Flex, 1> for UpsampleBackward {
         let dout = f32s_from_start(&dout);
         let (plane_in, plane_out) = (h * w, h * f * w * f);
         let mut dx = vec![0.0f32; batch * c * plane_in];
-        // each input pixel's gradient is the sum of its f×f block, added row by row as Burn's sum does
+        // each input pixel's gradient is the sum of its f×f block, added row by row
         dx.par_chunks_mut(plane_in.max(1))
             .enumerate()
             .for_each(|(p, g)| {
-                let src =
-                    &dout[(p / c.max(1)) * stride + (p % c.max(1)) * plane_out..][..plane_out];
+                let src = &dout[(p / c) * stride + (p % c) * plane_out..][..plane_out];
                 for (g_row, block) in g
                     .chunks_exact_mut(w.max(1))
                     .zip(src.chunks_exact(w * f * f))

@@ -49,6 +49,17 @@ pub struct LabelBox {
     pub xyxy_px: [f32; 4],
 }
 
+impl LabelBox {
+    /// The box on its image flipped left-right, the image `w` pixels wide.
+    pub fn mirrored(self, w: f32) -> Self {
+        let [x1, y1, x2, y2] = self.xyxy_px;
+        Self {
+            class: self.class,
+            xyxy_px: [w - x2, y1, w - x1, y2],
+        }
+    }
+}
+
 /// An image and its boxes, in that image's pixels, at any step of the pipeline.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
@@ -67,8 +78,7 @@ impl Sample {
         image::imageops::flip_horizontal_in_place(&mut self.image);
         let w = self.image.width() as f32;
         for b in &mut self.boxes {
-            let [x1, y1, x2, y2] = b.xyxy_px;
-            b.xyxy_px = [w - x2, y1, w - x1, y2];
+            *b = b.mirrored(w);
         }
     }
 
@@ -159,7 +169,7 @@ impl TrainAugment {
                 &pool[partners[1]],
                 &pool[partners[2]],
             ];
-            let (canvas, boxes) = mosaic::mosaic4_layout(tiles, s, rng);
+            let (canvas, boxes) = mosaic::mosaic4(tiles, s, rng);
             let warp = self.perspective.draw(canvas.size(), s, rng);
             let (lut, flip_ud, flip_lr) = draw_rest(rng);
             let src = perspective::Source::Mosaic(&canvas);

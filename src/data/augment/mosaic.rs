@@ -49,18 +49,6 @@ impl Mosaic<'_> {
     }
 }
 
-/// The mosaic of `tiles` (the sample's own image first, then three others) on a `2·imgsz` canvas, as pixels.
-///
-/// # Shapes
-/// Output image `[2·imgsz, 2·imgsz]`; boxes in canvas pixels.
-pub fn mosaic4(tiles: [&Sample; 4], imgsz: u32, rng: &mut SampleRng) -> Sample {
-    let (mosaic, boxes) = mosaic4_layout(tiles, imgsz, rng);
-    Sample {
-        image: mosaic.image(),
-        boxes,
-    }
-}
-
 /// Lays out the mosaic of `tiles` (the sample's own image first, then three others) on a `2·imgsz` canvas.
 ///
 /// The centre `(xc, yc)` is drawn uniformly in `[imgsz/2, 3·imgsz/2)` on each axis (Ultralytics' `border =
@@ -69,7 +57,7 @@ pub fn mosaic4(tiles: [&Sample; 4], imgsz: u32, rng: &mut SampleRng) -> Sample {
 ///
 /// # Shapes
 /// Canvas `[2·imgsz, 2·imgsz]`; boxes in canvas pixels.
-pub fn mosaic4_layout<'a>(
+pub fn mosaic4<'a>(
     tiles: [&'a Sample; 4],
     imgsz: u32,
     rng: &mut SampleRng,
@@ -166,7 +154,11 @@ mod tests {
     fn mosaic4_tiles_meet_at_the_centre() {
         let tiles = four_tiles();
         let mut rng = SampleRng::for_sample(0, 0, 0);
-        let out = mosaic4([&tiles[0], &tiles[1], &tiles[2], &tiles[3]], 64, &mut rng);
+        let (mosaic, boxes) = mosaic4([&tiles[0], &tiles[1], &tiles[2], &tiles[3]], 64, &mut rng);
+        let out = Sample {
+            image: mosaic.image(),
+            boxes,
+        };
         assert_eq!(out.image.dimensions(), (128, 128));
         assert_eq!(out.boxes.len(), 4);
         // Tile 0's box ends at the centre, tile 3's starts there.
@@ -181,8 +173,7 @@ mod tests {
     fn mosaic_rows_equal_the_composed_canvas_in_any_column_range() {
         let tiles = four_tiles();
         let mut rng = SampleRng::for_sample(0, 0, 7);
-        let (mosaic, _) =
-            mosaic4_layout([&tiles[0], &tiles[1], &tiles[2], &tiles[3]], 64, &mut rng);
+        let (mosaic, _) = mosaic4([&tiles[0], &tiles[1], &tiles[2], &tiles[3]], 64, &mut rng);
         let canvas = mosaic.image();
         let stride = 128 * 3;
         // every tile and the grey between them appear

@@ -144,15 +144,10 @@ impl Warp {
     /// [`Warp::warp_image`], flipped left-right if `mirror`. The separable affine warp (Ultralytics' default)
     /// flips for free by blending its columns in reverse order; the others flip after.
     fn warp_image_mirrored(&self, src: Source, out_side: u32, mirror: bool) -> RgbImage {
-        let mut image = if self.projective {
-            self.warp_perspective(&src.image(), out_side)
-        } else {
-            let m = [self.m[0], self.m[1]];
-            match warp_affine_mirrored(src, &m, out_side, mirror) {
-                Ok(image) => return image,
-                Err(image) => image,
-            }
-        };
+        if !self.projective {
+            return warp_affine_mirrored(src, &[self.m[0], self.m[1]], out_side, mirror);
+        }
+        let mut image = self.warp_perspective(&src.image(), out_side);
         if mirror {
             image::imageops::flip_horizontal_in_place(&mut image);
         }
@@ -281,15 +276,16 @@ impl Warp {
             .filter_map(|b| {
                 let mapped = self.map_box(b.xyxy_px).map(|v| v.clamp(0.0, side));
                 let before = b.xyxy_px.map(|v| v * s);
-                let [x1, y1, x2, y2] = mapped;
-                let xyxy_px = if mirror {
-                    [side - x2, y1, side - x1, y2]
-                } else {
-                    mapped
-                };
-                box_candidates(before, mapped, BoxCandidates::ULTRALYTICS).then_some(LabelBox {
+                let warped = LabelBox {
                     class: b.class,
-                    xyxy_px,
+                    xyxy_px: mapped,
+                };
+                box_candidates(before, mapped, BoxCandidates::ULTRALYTICS).then(|| {
+                    if mirror {
+                        warped.mirrored(side)
+                    } else {
+                        warped
+                    }
                 })
             })
             .collect();
@@ -305,7 +301,7 @@ impl Warp {
 /// (OpenCV's scalar tail, used only for the last `width mod 16` pixels of a row, rounds differently by at most
 /// one level; our widths are multiples of 32.)
 pub fn warp_affine(src: &RgbImage, m: &[[f64; 3]; 2], out_side: u32) -> RgbImage {
-    warp_affine_mirrored(Source::Image(src), m, out_side, false).unwrap_or_else(|image| image)
+    warp_affine_mirrored(Source::Image(src), m, out_side, false)
 }
 
 /// The image a warp reads: pixels, or a mosaic whose rows are composed as the warp needs them.
@@ -334,36 +330,30 @@ impl<'a> Source<'a> {
     }
 }
 
-/// [`warp_affine`], flipped left-right if `mirror`: `Ok` with the flipped image when the warp was separable (its
-/// columns blended in reverse order, the same bytes as a flip after), `Err` with the unflipped one otherwise.
-fn warp_affine_mirrored(
-    src: Source,
-    m: &[[f64; 3]; 2],
-    out_side: u32,
-    mirror: bool,
-) -> Result<RgbImage, RgbImage> {
+/// [`warp_affine`], flipped left-right if `mirror`: for free when the warp is separable (its columns blended in
+/// reverse order, the same bytes as a flip after), by a flip after otherwise.
+fn warp_affine_mirrored(src: Source, m: &[[f64; 3]; 2], out_side: u32, mirror: bool) -> RgbImage {
     let n = out_side as usize;
     let mut out = vec![PAD_VALUE; n * n * 3];
     let inv = affine_inverse(m);
     let [sw, sh] = src.size();
     let image = |out| RgbImage::from_raw(out_side, out_side, out).unwrap_or_default();
     if n == 0 || sw == 0 || sh == 0 {
-        return Ok(image(out)); // all grey: a flip changes nothing
+        return image(out); // all grey: a flip changes nothing
     }
     if inv[1] == 0.0 && inv[3] == 0.0 {
         warp_affine_separable(src, &inv, n, mirror, &mut out);
-        Ok(image(out))
-    } else {
-        let src = src.image();
-        for (y, row) in out.chunks_exact_mut(n * 3).enumerate() {
-            warp_affine_row(src.as_raw(), [sw, sh], &inv, y, row);
-        }
-        if mirror {
-            Err(image(out))
-        } else {
-            Ok(image(out))
-        }
+        return image(out);
     }
+    let raw = src.image();
+    for (y, row) in out.chunks_exact_mut(n * 3).enumerate() {
+        warp_affine_row(raw.as_raw(), [sw, sh], &inv, y, row);
+    }
+    let mut image = image(out);
+    if mirror {
+        image::imageops::flip_horizontal_in_place(&mut image);
+    }
+    image
 }
 
 /// `hal::warpAffine`'s inversion of `m` (output → source), in f64, then cut to the f32 its kernels use; row-major
