@@ -69,14 +69,19 @@ pub trait BackendJob {
 }
 
 /// Runs `job` on the chosen backend, or says which cargo feature the binary lacks.
-pub fn dispatch<J: BackendJob>(
-    choice: BackendChoice,
-    job: J,
-) -> Result<J::Output, crate::YoloError> {
+pub fn dispatch<J>(choice: BackendChoice, job: J) -> Result<J::Output, crate::YoloError>
+where
+    J: BackendJob + Send,
+    J::Output: Send,
+{
     match choice {
-        BackendChoice::Flex => Ok(job.run::<Autodiff<Cpu>>(Default::default())),
+        BackendChoice::Flex => Ok(on_cpu_pool(|| {
+            job.run::<Autodiff<Cpu>>(Default::default())
+        })),
         #[cfg(feature = "ndarray")]
-        BackendChoice::NdArray => Ok(job.run::<Autodiff<NdArray>>(Default::default())),
+        BackendChoice::NdArray => Ok(on_cpu_pool(|| {
+            job.run::<Autodiff<NdArray>>(Default::default())
+        })),
         #[cfg(feature = "cuda")]
         BackendChoice::Cuda(index) => {
             check_cuda_toolkit()?;
@@ -88,6 +93,22 @@ pub fn dispatch<J: BackendJob>(
             if matches!(other, BackendChoice::NdArray) { "ndarray" } else { "cuda" }
         ))),
     }
+}
+
+/// Runs a CPU job on a thread of rayon's pool, so every parallel loop of the CPU kernels starts on a pool thread
+/// instead of waking the pool from outside and sleeping until it finishes. With one thread that hand-off per op
+/// was ~6 % of a YOLOv8n train step (`bench` at 320, alternating runs: 104.6 / 120.9 / 106.4 ms per image
+/// outside the pool, 98.7 / 95.1 / 99.8 inside); with two, 0–3 %.
+///
+/// Safe from deadlock because nothing else waits on the pool: the data loader's threads are plain threads
+/// that never call rayon (its decoders do not either), so the job blocking on them holds no work they need.
+fn on_cpu_pool<R: Send>(job: impl FnOnce() -> R + Send) -> R {
+    // A pool thread's stack is the platform default (2 MiB); the job used to have the main thread's 8 MiB, and
+    // autodiff's graph walks recurse. `Err` means the pool already exists (a second job in one process).
+    let _ = rayon::ThreadPoolBuilder::new()
+        .stack_size(8 << 20)
+        .build_global();
+    rayon::scope(|_| job())
 }
 
 /// burn-cuda compiles kernels at run time with NVRTC and needs the CUDA headers; without them it panics deep

@@ -118,15 +118,12 @@ pub fn scale_shift_act(
     scale: &[f32],
     shift: &[f32],
     act: bool,
-    out: &mut [f32],
-) {
-    out.par_chunks_mut(hw)
-        .zip(y.par_chunks(hw))
-        .enumerate()
-        .for_each(|(i, (o, y))| {
-            let c = i % channels;
-            plane_scale_shift_act(y, scale[c], shift[c], act, o);
-        });
+) -> Vec<f32> {
+    super::par_vec(y.len(), hw, |i, o| {
+        let c = i % channels;
+        plane_scale_shift_act(&y[i * hw..][..o.len()], scale[c], shift[c], act, o);
+    })
+    .0
 }
 
 /// In place: `y = act(y · scale[c] + shift[c])`.
@@ -199,27 +196,21 @@ pub fn backward(
     beta: &[f32],
     act: bool,
 ) -> BnActGrads {
-    let mut dy = vec![0.0f32; y.len()];
     // Pass 1: dz = dout · act'(z) into dy, and per-plane Σ dz and Σ dz · x̂.
-    let sums: Vec<(f64, f64)> = dy
-        .par_chunks_mut(hw)
-        .zip(y.par_chunks(hw))
-        .zip(dout.par_chunks(hw))
-        .enumerate()
-        .map(|(i, ((dz, y), dout))| {
-            let c = i % channels;
-            plane_dz(
-                y,
-                dout,
-                stats.mean[c],
-                stats.invstd[c],
-                gamma[c],
-                beta[c],
-                act,
-                dz,
-            )
-        })
-        .collect();
+    let (mut dy, sums) = super::par_vec(y.len(), hw, |i, dz| {
+        let c = i % channels;
+        let plane = i * hw..i * hw + dz.len();
+        plane_dz(
+            &y[plane.clone()],
+            &dout[plane],
+            stats.mean[c],
+            stats.invstd[c],
+            gamma[c],
+            beta[c],
+            act,
+            dz,
+        )
+    });
     let batch = sums.len() / channels.max(1);
     let mut dgamma = vec![0.0f32; channels];
     let mut dbeta = vec![0.0f32; channels];
@@ -441,8 +432,7 @@ mod tests {
             let stats = batch_stats(&y, c, hw, eps);
             let scale: Vec<f32> = (0..c).map(|i| gamma[i] * stats.invstd[i]).collect();
             let shift: Vec<f32> = (0..c).map(|i| beta[i] - stats.mean[i] * scale[i]).collect();
-            let mut out = vec![0.0; y.len()];
-            scale_shift_act(&y, c, hw, &scale, &shift, act, &mut out);
+            let out = scale_shift_act(&y, c, hw, &scale, &shift, act);
             let want = reference(&y, c, hw, &gamma, &beta, eps, act);
             for (a, b) in out.iter().zip(&want) {
                 assert!(

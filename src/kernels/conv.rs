@@ -14,6 +14,9 @@ use std::cell::RefCell;
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
+use super::dot;
+use super::taps::{self, Wide};
+
 /// The geometry of one convolution (square-or-not kernel, symmetric padding, dilation 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvGeometry {
@@ -43,11 +46,11 @@ impl ConvGeometry {
         self.out_h() * self.out_w()
     }
 
-    fn cin_g(&self) -> usize {
+    pub(super) fn cin_g(&self) -> usize {
         self.c_in / self.groups
     }
 
-    fn cout_g(&self) -> usize {
+    pub(super) fn cout_g(&self) -> usize {
         self.c_out / self.groups
     }
 
@@ -77,6 +80,8 @@ impl ConvGeometry {
 thread_local! {
     /// One im2col buffer per thread, grown on demand and kept: no allocation per call once warm.
     static COL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// The tap GEMMs' second buffer (the output or its gradient on the wide grid), likewise kept.
+    static WIDE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 fn with_col<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
@@ -86,6 +91,19 @@ fn with_col<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
             col.resize(len, 0.0);
         }
         f(&mut col[..len])
+    })
+}
+
+/// This thread's two scratch buffers, `a` and `b` elements long.
+fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    with_col(a, |col| {
+        WIDE.with(|wide| {
+            let mut wide = wide.borrow_mut();
+            if wide.len() < b {
+                wide.resize(b, 0.0);
+            }
+            f(col, &mut wide[..b])
+        })
     })
 }
 
@@ -100,31 +118,28 @@ fn split(batch: usize) -> (bool, Parallelism) {
 }
 
 /// `out[b] = w · im2col(x[b])`: `out` is `[B, c_out, oh·ow]`, `w` is `[c_out, c_in/groups, kh, kw]`.
-pub fn forward(g: &ConvGeometry, x: &[f32], w: &[f32], out: &mut [f32]) {
+pub fn forward(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Vec<f32> {
     debug_assert_eq!(x.len(), g.input_len());
-    forward_strided(g, x, g.c_in * g.h * g.w, w, out);
+    forward_strided(g, x, g.c_in * g.h * g.w, w)
 }
 
 /// [`forward`] on images `x[b · batch_stride..][..c_in·h·w]`: a channel slice of a wider NCHW tensor (what
 /// C2f's `chunk` produces) is read in place instead of copied.
-pub fn forward_strided(
-    g: &ConvGeometry,
-    x: &[f32],
-    batch_stride: usize,
-    w: &[f32],
-    out: &mut [f32],
-) {
+pub fn forward_strided(g: &ConvGeometry, x: &[f32], batch_stride: usize, w: &[f32]) -> Vec<f32> {
     debug_assert_eq!(w.len(), g.weight_len());
-    debug_assert_eq!(out.len(), g.output_len());
     let in_img = g.c_in * g.h * g.w;
     let image = |b: usize| &x[b * batch_stride..][..in_img];
     let out_img = g.c_out * g.out_hw();
     let (per_image, par) = split(g.batch);
-    let one = |(b, out_b): (usize, &mut [f32])| forward_image(g, image(b), w, out_b, par);
+    let one = |b: usize, out_b: &mut [f32]| forward_image(g, image(b), w, out_b, par);
     if per_image {
-        out.par_chunks_mut(out_img).enumerate().for_each(one);
+        super::par_vec(g.output_len(), out_img, one).0
     } else {
-        out.chunks_mut(out_img).enumerate().for_each(one);
+        let mut out = vec![0.0; g.output_len()];
+        out.chunks_mut(out_img)
+            .enumerate()
+            .for_each(|(b, o)| one(b, o));
+        out
     }
 }
 
@@ -164,6 +179,13 @@ fn forward_image(g: &ConvGeometry, x: &[f32], w: &[f32], out: &mut [f32], par: P
         };
         if g.is_pointwise() {
             run(x_g, out_g);
+        } else if taps::applies(g) {
+            let wide = Wide::new(g);
+            with_scratch(wide.padded_len(g), wide.out_len(g), |xp, out_wide| {
+                taps::pad_input(g, &wide, x_g, xp);
+                taps::forward(g, &wide, w_g, xp, out_wide, par);
+                taps::narrow(g, &wide, out_wide, out_g);
+            });
         } else {
             with_col(k * n, |col| {
                 im2col(g, x_g, col);
@@ -174,19 +196,22 @@ fn forward_image(g: &ConvGeometry, x: &[f32], w: &[f32], out: &mut [f32], par: P
 }
 
 /// `dx[b] = col2im(wᵀ · dy[b])`.
-pub fn backward_input(g: &ConvGeometry, w: &[f32], dy: &[f32], dx: &mut [f32]) {
-    debug_assert_eq!(dx.len(), g.input_len());
+pub fn backward_input(g: &ConvGeometry, w: &[f32], dy: &[f32]) -> Vec<f32> {
     debug_assert_eq!(dy.len(), g.output_len());
     let in_img = g.c_in * g.h * g.w;
     let out_img = g.c_out * g.out_hw();
     let (per_image, par) = split(g.batch);
-    let one = |(dx_b, dy_b): (&mut [f32], &[f32])| backward_input_image(g, w, dy_b, dx_b, par);
+    let one = |b: usize, dx_b: &mut [f32]| {
+        backward_input_image(g, w, &dy[b * out_img..][..out_img], dx_b, par)
+    };
     if per_image {
-        dx.par_chunks_mut(in_img)
-            .zip(dy.par_chunks(out_img))
-            .for_each(one);
+        super::par_vec(g.input_len(), in_img, one).0
     } else {
-        dx.chunks_mut(in_img).zip(dy.chunks(out_img)).for_each(one);
+        let mut dx = vec![0.0; g.input_len()];
+        dx.chunks_mut(in_img)
+            .enumerate()
+            .for_each(|(b, d)| one(b, d));
+        dx
     }
 }
 
@@ -224,6 +249,13 @@ fn backward_input_image(g: &ConvGeometry, w: &[f32], dy: &[f32], dx: &mut [f32],
         };
         if g.is_pointwise() {
             run(dx_g);
+        } else if taps::applies(g) {
+            let wide = Wide::new(g);
+            with_scratch(wide.padded_len(g), wide.out_len(g), |dxp, dy_wide| {
+                taps::widen(g, &wide, dy_g, dy_wide);
+                taps::backward_input(g, &wide, w_g, dy_wide, dxp, par);
+                taps::unpad(g, &wide, dxp, dx_g);
+            });
         } else {
             with_col(k * n, |dcol| {
                 run(dcol);
@@ -332,12 +364,26 @@ fn backward_weight_image(
                 par,
             )
         };
-        if g.is_pointwise() {
+        let dots = dot::applies(m, k, n);
+        if g.is_pointwise() && dots {
+            dot::a_bt(m, k, n, dy_g, x_g, dw_g, accumulate);
+        } else if g.is_pointwise() {
             run(x_g, dw_g);
+        } else if taps::applies(g) {
+            let wide = Wide::new(g);
+            with_scratch(wide.padded_len(g), wide.out_len(g), |xp, dy_wide| {
+                taps::pad_input(g, &wide, x_g, xp);
+                taps::widen(g, &wide, dy_g, dy_wide);
+                taps::backward_weight(g, &wide, xp, dy_wide, dw_g, accumulate, par);
+            });
         } else {
             with_col(k * n, |col| {
                 im2col(g, x_g, col);
-                run(col, dw_g);
+                if dots {
+                    dot::a_bt(m, k, n, dy_g, col, dw_g, accumulate);
+                } else {
+                    run(col, dw_g);
+                }
             });
         }
     }
@@ -390,6 +436,8 @@ fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32]) {
                     let first = lo * sx + kx - px;
                     if sx == 1 {
                         out_row[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
+                    } else if sx == 2 {
+                        every_other(&src[first..], &mut out_row[lo..hi]);
                     } else {
                         for (d, s) in out_row[lo..hi]
                             .iter_mut()
@@ -402,6 +450,48 @@ fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32]) {
             }
         }
     }
+}
+
+/// `dst[i] = src[2·i]`: the rows of a stride-2 conv's im2col. `step_by(2)` compiles to one load and store per
+/// element; with AVX-512 two loads and one two-source permute give 16 (the stride-2 im2col was most of
+/// `im2col`'s 6 % of a train step at 640, perf).
+fn every_other(src: &[f32], dst: &mut [f32]) {
+    debug_assert!(src.len() + 1 >= 2 * dst.len());
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: AVX-512F is present; the lengths are what `every_other_avx512` checks for.
+        let done = unsafe { every_other_avx512(src, dst) };
+        for (d, s) in dst[done..]
+            .iter_mut()
+            .zip(src[2 * done..].iter().step_by(2))
+        {
+            *d = *s;
+        }
+        return;
+    }
+    for (d, s) in dst.iter_mut().zip(src.iter().step_by(2)) {
+        *d = *s;
+    }
+}
+
+/// The first `16·j` outputs of [`every_other`], for the largest `j` whose 32-float loads stay inside `src`;
+/// returns `16·j`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn every_other_avx512(src: &[f32], dst: &mut [f32]) -> usize {
+    use std::arch::x86_64::*;
+    let blocks = (dst.len() / 16).min(src.len() / 32);
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    for j in 0..blocks {
+        // SAFETY: 32·j + 32 ≤ src.len() and 16·j + 16 ≤ dst.len() by the choice of `blocks`.
+        unsafe {
+            let lo = _mm512_loadu_ps(src.as_ptr().add(32 * j));
+            let hi = _mm512_loadu_ps(src.as_ptr().add(32 * j + 16));
+            let v = _mm512_permutex2var_ps(lo, even, hi);
+            _mm512_storeu_ps(dst.as_mut_ptr().add(16 * j), v);
+        }
+    }
+    16 * blocks
 }
 
 /// The adjoint of [`im2col`]: `dx[ci, iy, ix] = Σ dcol[(ci, ky, kx), (oy, ox)]` over the positions that read it.
@@ -540,7 +630,55 @@ mod tests {
                 ..base
             },
             ConvGeometry { batch: 1, ..base },
+            // Through the tap GEMMs (`taps::applies`): 3×3 same-padded, unpadded, 5×5, grouped, one image.
+            ConvGeometry { c_in: 16, ..base },
+            ConvGeometry {
+                c_in: 16,
+                pad: [0, 0],
+                ..base
+            },
+            ConvGeometry {
+                c_in: 32,
+                kh: 5,
+                kw: 5,
+                pad: [2, 1],
+                h: 6,
+                w: 5,
+                ..base
+            },
+            ConvGeometry {
+                c_in: 32,
+                groups: 2,
+                ..base
+            },
+            ConvGeometry {
+                c_in: 16,
+                batch: 1,
+                ..base
+            },
         ]
+    }
+
+    #[test]
+    fn every_other_matches_step_by() {
+        let src: Vec<f32> = (0..80u8).map(f32::from).collect();
+        for n in 0..=40usize {
+            for len in [2 * n, (2 * n).saturating_sub(1)] {
+                if len + 1 < 2 * n {
+                    continue;
+                }
+                let mut dst = vec![f32::NAN; n];
+                every_other(&src[..len], &mut dst);
+                let want: Vec<f32> = src[..len].iter().step_by(2).take(n).copied().collect();
+                assert_eq!(dst, want, "n {n} len {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_grid_covers_both_paths() {
+        let taps = geometries().iter().filter(|g| taps::applies(g)).count();
+        assert!(taps >= 5 && taps < geometries().len());
     }
 
     fn assert_close(a: &[f32], b: &[f32], what: &str) {
@@ -558,8 +696,7 @@ mod tests {
         for g in geometries() {
             let x = values(g.input_len(), 1);
             let w = values(g.weight_len(), 2);
-            let mut out = vec![f32::NAN; g.output_len()];
-            forward(&g, &x, &w, &mut out);
+            let out = forward(&g, &x, &w);
             assert_close(&out, &naive_forward(&g, &x, &w), &format!("{g:?}"));
         }
     }
@@ -572,9 +709,8 @@ mod tests {
             let x = values(g.input_len(), 3);
             let w = values(g.weight_len(), 4);
             let dy = values(g.output_len(), 5);
-            let mut dx = vec![f32::NAN; g.input_len()];
+            let dx = backward_input(&g, &w, &dy);
             let mut dw = vec![f32::NAN; g.weight_len()];
-            backward_input(&g, &w, &dy, &mut dx);
             backward_weight(&g, &x, &dy, &mut dw);
             let dot = |out: &[f32]| -> f64 {
                 out.iter()

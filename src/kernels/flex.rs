@@ -201,8 +201,7 @@ fn eval<B: Backend>(
     let dtype = x.dtype();
     let w = contiguous(&param_flex(conv.weight.val()));
     let (x, x_stride) = batch_strided(&x);
-    let mut y = vec![0.0f32; g.output_len()];
-    conv::forward_strided(&g, f32s_from_start(&x), x_stride, f32s(&w), &mut y);
+    let mut y = conv::forward_strided(&g, f32s_from_start(&x), x_stride, f32s(&w));
     let c = g.c_out;
     let (gamma, beta) = (values(bn.gamma.val(), c), values(bn.beta.val(), c));
     let (mean, var) = (
@@ -282,8 +281,7 @@ impl Backward<Flex, 4> for ConvBnActBackward {
             grads.register::<Flex>(node.id, narrow_to(flex(bn.dbeta, &[g.c_out]), bn_dtype));
         }
         if let Some(node) = node_x {
-            let mut dx = vec![0.0f32; g.input_len()];
-            conv::backward_input(&g, f32s(&s.w), &bn.dy, &mut dx);
+            let dx = conv::backward_input(&g, f32s(&s.w), &bn.dy);
             grads.register::<Flex>(
                 node.id,
                 narrow_to(flex(dx, &[g.batch, g.c_in, g.h, g.w]), x_dtype),
@@ -321,8 +319,7 @@ fn train<B: Backend>(
     ];
     let (xc, x_stride) = batch_strided(&x.primitive);
     let wc = contiguous(&w.primitive);
-    let mut y = vec![0.0f32; g.output_len()];
-    conv::forward_strided(&g, f32s_from_start(&xc), x_stride, f32s(&wc), &mut y);
+    let y = conv::forward_strided(&g, f32s_from_start(&xc), x_stride, f32s(&wc));
     let c = g.c_out;
     let hw = g.out_hw();
     let stats = bn_act::batch_stats(&y, c, hw, bn.epsilon);
@@ -333,8 +330,7 @@ fn train<B: Backend>(
     let shift: Vec<f32> = (0..c)
         .map(|i| beta_v[i] - stats.mean[i] * scale[i])
         .collect();
-    let mut out = vec![0.0f32; y.len()];
-    bn_act::scale_shift_act(&y, c, hw, &scale, &shift, act, &mut out);
+    let out = bn_act::scale_shift_act(&y, c, hw, &scale, &shift, act);
     let out = narrow_to(flex(out, &[g.batch, c, g.out_h(), g.out_w()]), dtypes[0]);
 
     update_running(bn, &stats, device);
@@ -488,8 +484,7 @@ fn conv_bias_forward_strided(
     w: &FlexTensor,
     b: &FlexTensor,
 ) -> Vec<f32> {
-    let mut y = vec![0.0f32; g.output_len()];
-    conv::forward_strided(g, f32s_from_start(x), x_stride, f32s(w), &mut y);
+    let mut y = conv::forward_strided(g, f32s_from_start(x), x_stride, f32s(w));
     let ones = vec![1.0f32; g.c_out];
     bn_act::scale_shift_act_in_place(&mut y, g.c_out, g.out_hw(), &ones, f32s(b), false);
     y
@@ -523,8 +518,7 @@ impl Backward<Flex, 3> for ConvBiasBackward {
             grads.register::<Flex>(node.id, narrow_to(flex(db, &[g.c_out]), b_dtype));
         }
         if let Some(node) = node_x {
-            let mut dx = vec![0.0f32; g.input_len()];
-            conv::backward_input(&g, f32s(&s.w), dy, &mut dx);
+            let dx = conv::backward_input(&g, f32s(&s.w), dy);
             grads.register::<Flex>(
                 node.id,
                 narrow_to(flex(dx, &[g.batch, g.c_in, g.h, g.w]), x_dtype),

@@ -21,11 +21,11 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor};
 use burn_flex::{Flex, FlexTensor};
-use rayon::prelude::*;
 
 use super::flex::{
     batch_strided, cast, f32s_from_start, flex, from_primitive, primitive, AdFlexTensor,
 };
+use super::par_vec;
 
 /// The most inputs [`try_cat`] takes (C2f of a YOLOv8x has 1 + 6); more go to Burn's `cat`.
 const MAX_CAT: usize = 8;
@@ -121,16 +121,13 @@ fn cat_forward(ts: &[FlexTensor], dim: usize) -> FlexTensor {
     let outer: usize = out_shape[..dim].iter().product();
     let parts: Vec<(FlexTensor, usize, usize)> = ts.iter().map(|t| runs(t, dim)).collect();
     let total: usize = parts.iter().map(|p| p.2).sum();
-    let mut out = vec![0.0f32; outer * total];
-    out.par_chunks_mut(total.max(1))
-        .enumerate()
-        .for_each(|(o, dst)| {
-            let mut at = 0;
-            for (t, stride, len) in &parts {
-                dst[at..at + len].copy_from_slice(&f32s_from_start(t)[o * stride..][..*len]);
-                at += len;
-            }
-        });
+    let (out, _) = par_vec(outer * total, total, |o, dst| {
+        let mut at = 0;
+        for (t, stride, len) in &parts {
+            dst[at..at + len].copy_from_slice(&f32s_from_start(t)[o * stride..][..*len]);
+            at += len;
+        }
+    });
     flex(out, &out_shape)
 }
 
@@ -182,10 +179,9 @@ impl<const N: usize> Backward<Flex, N> for CatBackward<N> {
             let (start, len) = (first * inner, size * inner);
             first += size;
             let Some(node) = node else { continue };
-            let mut grad = vec![0.0f32; outer * len];
-            grad.par_chunks_mut(len.max(1))
-                .enumerate()
-                .for_each(|(o, g)| g.copy_from_slice(&dout[o * stride + start..][..len]));
+            let (grad, _) = par_vec(outer * len, len, |o, g| {
+                g.copy_from_slice(&dout[o * stride + start..][..len])
+            });
             grad_shape[dim] = size;
             grads.register::<Flex>(node.id, flex(grad, &grad_shape));
         }
@@ -233,8 +229,7 @@ fn add_forward(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
     let (a, sa) = batch_strided(a);
     let (b, sb) = batch_strided(b);
     let (a, b) = (f32s_from_start(&a), f32s_from_start(&b));
-    let mut out = vec![0.0f32; batch * n];
-    out.par_chunks_mut(n.max(1)).enumerate().for_each(|(i, o)| {
+    let (out, _) = par_vec(batch * n, n, |i, o| {
         for ((o, x), y) in o.iter_mut().zip(&a[i * sa..][..n]).zip(&b[i * sb..][..n]) {
             *o = x + y;
         }
@@ -287,25 +282,22 @@ fn upsample_forward(x: &FlexTensor, f: usize) -> FlexTensor {
     let (x, stride) = batch_strided(x);
     let x = f32s_from_start(&x);
     let (plane_in, plane_out) = (h * w, h * f * w * f);
-    let mut out = vec![0.0f32; batch * c * plane_out];
-    out.par_chunks_mut(plane_out.max(1))
-        .enumerate()
-        .for_each(|(p, dst)| {
-            // a plane exists only if c > 0
-            let src = &x[(p / c) * stride + (p % c) * plane_in..][..plane_in];
-            for (row, out_rows) in src
-                .chunks_exact(w.max(1))
-                .zip(dst.chunks_exact_mut(w * f * f))
-            {
-                let (first, rest) = out_rows.split_at_mut(w * f);
-                for (v, o) in row.iter().zip(first.chunks_exact_mut(f)) {
-                    o.fill(*v);
-                }
-                for copy in rest.chunks_exact_mut(w * f) {
-                    copy.copy_from_slice(first);
-                }
+    let (out, _) = par_vec(batch * c * plane_out, plane_out, |p, dst| {
+        // a plane exists only if c > 0
+        let src = &x[(p / c) * stride + (p % c) * plane_in..][..plane_in];
+        for (row, out_rows) in src
+            .chunks_exact(w.max(1))
+            .zip(dst.chunks_exact_mut(w * f * f))
+        {
+            let (first, rest) = out_rows.split_at_mut(w * f);
+            for (v, o) in row.iter().zip(first.chunks_exact_mut(f)) {
+                o.fill(*v);
             }
-        });
+            for copy in rest.chunks_exact_mut(w * f) {
+                copy.copy_from_slice(first);
+            }
+        }
+    });
     flex(out, &[batch, c, h * f, w * f])
 }
 
@@ -324,23 +316,20 @@ impl Backward<Flex, 1> for UpsampleBackward {
         };
         let dout = f32s_from_start(&dout);
         let (plane_in, plane_out) = (h * w, h * f * w * f);
-        let mut dx = vec![0.0f32; batch * c * plane_in];
-        // each input pixel's gradient is the sum of its f×f block, added row by row
-        dx.par_chunks_mut(plane_in.max(1))
-            .enumerate()
-            .for_each(|(p, g)| {
-                let src = &dout[(p / c) * stride + (p % c) * plane_out..][..plane_out];
-                for (g_row, block) in g
-                    .chunks_exact_mut(w.max(1))
-                    .zip(src.chunks_exact(w * f * f))
-                {
-                    for out_row in block.chunks_exact(w * f) {
-                        for (gv, o) in g_row.iter_mut().zip(out_row.chunks_exact(f)) {
-                            *gv += o.iter().sum::<f32>();
-                        }
+        // each input pixel's gradient is the sum of its f×f block, added row by row (onto par_vec's zeros)
+        let (dx, _) = par_vec(batch * c * plane_in, plane_in, |p, g| {
+            let src = &dout[(p / c) * stride + (p % c) * plane_out..][..plane_out];
+            for (g_row, block) in g
+                .chunks_exact_mut(w.max(1))
+                .zip(src.chunks_exact(w * f * f))
+            {
+                for out_row in block.chunks_exact(w * f) {
+                    for (gv, o) in g_row.iter_mut().zip(out_row.chunks_exact(f)) {
+                        *gv += o.iter().sum::<f32>();
                     }
                 }
-            });
+            }
+        });
         grads.register::<Flex>(node.id, flex(dx, &[batch, c, h, w]));
     }
 }
