@@ -98,6 +98,21 @@ fn cases() -> Vec<Case> {
             hw: [6, 5],
             ..base
         },
+        // Stride-1 convs with 16–32 channels run one GEMM per kernel tap (src/kernels/taps.rs).
+        Case { c1: 16, ..base },
+        // Narrow weight gradients over ≥ 1024 positions are AVX-512 dot products (src/kernels/dot.rs): the
+        // stem's 3 → 16 stride-2 conv, and a 1×1 conv.
+        Case {
+            c1: 3,
+            hw: [64, 64],
+            s: 2,
+            ..base
+        },
+        Case {
+            k: 1,
+            hw: [32, 32],
+            ..base
+        },
     ]
 }
 
