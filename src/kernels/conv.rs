@@ -107,6 +107,60 @@ fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) ->
     })
 }
 
+/// A matrix in memory for [`gemm_strided`]: element `(i, j)` at `ptr[i·row + j·col]`.
+#[derive(Clone, Copy)]
+pub(super) struct Strided<P> {
+    ptr: P,
+    row: usize,
+    col: usize,
+}
+
+impl<P> Strided<P> {
+    pub(super) fn new(ptr: P, row: usize, col: usize) -> Self {
+        Strided { ptr, row, col }
+    }
+}
+
+/// `dst (+)= lhs · rhs` (`m × k` times `k × n`), overwriting `dst` unless `accumulate`: the `gemm` crate's call
+/// with its 19 arguments in the order the formula reads.
+///
+/// # Safety
+/// Every element the shapes and strides address must lie in its operand's allocation, and `dst`'s elements must
+/// be distinct and not overlap `lhs` or `rhs`.
+pub(super) unsafe fn gemm_strided(
+    [m, n, k]: [usize; 3],
+    dst: Strided<*mut f32>,
+    accumulate: bool,
+    lhs: Strided<*const f32>,
+    rhs: Strided<*const f32>,
+    par: Parallelism,
+) {
+    // SAFETY: the caller's contract is `gemm`'s.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.ptr,
+            dst.col as isize,
+            dst.row as isize,
+            accumulate,
+            lhs.ptr,
+            lhs.col as isize,
+            lhs.row as isize,
+            rhs.ptr,
+            rhs.col as isize,
+            rhs.row as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
+
 /// Images in parallel when there are enough of them, else one image at a time with a parallel GEMM.
 fn split(batch: usize) -> (bool, Parallelism) {
     let threads = rayon::current_num_threads();
@@ -154,25 +208,12 @@ fn forward_image(g: &ConvGeometry, x: &[f32], w: &[f32], out: &mut [f32], par: P
             // SAFETY: out_g is m×n row-major, w_g m×k row-major, col k×n row-major; the slices are exactly
             // those sizes, so every index the GEMM forms is in bounds.
             unsafe {
-                gemm(
-                    m,
-                    n,
-                    k,
-                    out_g.as_mut_ptr(),
-                    1,
-                    n as isize,
+                gemm_strided(
+                    [m, n, k],
+                    Strided::new(out_g.as_mut_ptr(), n, 1),
                     false,
-                    w_g.as_ptr(),
-                    1,
-                    k as isize,
-                    col.as_ptr(),
-                    1,
-                    n as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
+                    Strided::new(w_g.as_ptr(), k, 1),
+                    Strided::new(col.as_ptr(), n, 1),
                     par,
                 )
             }
@@ -225,25 +266,12 @@ fn backward_input_image(g: &ConvGeometry, w: &[f32], dy: &[f32], dx: &mut [f32],
         // dcol (k×n) = w_gᵀ (k×m) · dy_g (m×n): wᵀ is w read with swapped strides.
         let run = |dcol: &mut [f32]| unsafe {
             // SAFETY: dcol is k×n, w_g m×k (read transposed), dy_g m×n; all exactly sized.
-            gemm(
-                k,
-                n,
-                m,
-                dcol.as_mut_ptr(),
-                1,
-                n as isize,
+            gemm_strided(
+                [k, n, m],
+                Strided::new(dcol.as_mut_ptr(), n, 1),
                 false,
-                w_g.as_ptr(),
-                k as isize,
-                1,
-                dy_g.as_ptr(),
-                1,
-                n as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
+                Strided::new(w_g.as_ptr(), 1, k),
+                Strided::new(dy_g.as_ptr(), n, 1),
                 par,
             )
         };
@@ -342,25 +370,12 @@ fn backward_weight_image(
         // dw_g (m×k) += dy_g (m×n) · colᵀ (n×k): colᵀ is col read with swapped strides.
         let run = |col: &[f32], dw_g: &mut [f32]| unsafe {
             // SAFETY: dw_g is m×k, dy_g m×n, col k×n (read transposed); all exactly sized.
-            gemm(
-                m,
-                k,
-                n,
-                dw_g.as_mut_ptr(),
-                1,
-                k as isize,
+            gemm_strided(
+                [m, k, n],
+                Strided::new(dw_g.as_mut_ptr(), k, 1),
                 accumulate,
-                dy_g.as_ptr(),
-                1,
-                n as isize,
-                col.as_ptr(),
-                n as isize,
-                1,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
+                Strided::new(dy_g.as_ptr(), n, 1),
+                Strided::new(col.as_ptr(), 1, n),
                 par,
             )
         };
@@ -453,8 +468,8 @@ fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32]) {
 }
 
 /// `dst[i] = src[2·i]`: the rows of a stride-2 conv's im2col. `step_by(2)` compiles to one load and store per
-/// element; with AVX-512 two loads and one two-source permute give 16 (the stride-2 im2col was most of
-/// `im2col`'s 6 % of a train step at 640, perf).
+/// element; with AVX-512 two loads and one two-source permute give 16. (im2col's own loops were 6 % of a train
+/// step at 640 in perf; its stride-1 rows are already `memcpy`s.)
 fn every_other(src: &[f32], dst: &mut [f32]) {
     debug_assert!(src.len() + 1 >= 2 * dst.len());
     #[cfg(target_arch = "x86_64")]

@@ -1,17 +1,18 @@
 //! Stride-1 convolutions without im2col: one GEMM per kernel tap, reading a zero-padded copy of the input in
 //! place.
 //!
-//! Why: im2col copies the input `kh·kw` times (and col2im sums it back), and that copy, not the multiply-adds,
-//! was what separated our 3×3 convs from oneDNN's direct ones. With the input padded to a "wide" plane of
+//! Why: im2col copies the input `kh·kw` times (and col2im sums it back). Where a conv has few input channels,
+//! or planes so large that the copy leaves the cache, that copy and the GEMM's packing of it are a large share
+//! of the conv (measured per layer: see [`applies`]). With the input padded to a "wide" plane of
 //! `(h + 2·pad_y) × (w + 2·pad_x)`, the input rows that tap `(ky, kx)` reads for output position
 //! `p = oy·W + ox` (`W` the padded width) are at `p + ky·W + kx`: a plain strided matrix the GEMM packs
 //! itself. The output is computed on the same wide grid; its last `W − ow` columns of each row are junk (they
 //! read across a row end) and are dropped (forward) or given a zero gradient (backward), so they never reach a
 //! result.
 
-use gemm::{gemm, Parallelism};
+use gemm::Parallelism;
 
-use super::conv::ConvGeometry;
+use super::conv::{gemm_strided, ConvGeometry, Strided};
 
 /// The wide-grid sizes of one convolution group.
 #[derive(Debug, Clone, Copy)]
@@ -142,25 +143,12 @@ pub(super) fn forward(
         // with p < n = oh·pitch; the largest is off + (k−1)·plane + n − 1 ≤ k·plane + kw − 2, within the
         // slack (see `slack`).
         unsafe {
-            gemm(
-                m,
-                wide.n,
-                k,
-                out_wide.as_mut_ptr(),
-                1,
-                wide.n as isize,
+            gemm_strided(
+                [m, wide.n, k],
+                Strided::new(out_wide.as_mut_ptr(), wide.n, 1),
                 t > 0,
-                w_g.as_ptr().add(t),
-                taps as isize,
-                kk as isize,
-                xp.as_ptr().add(off),
-                1,
-                wide.plane as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
+                Strided::new(w_g.as_ptr().add(t), kk, taps),
+                Strided::new(xp.as_ptr().add(off), wide.plane, 1),
                 par,
             )
         }
@@ -187,25 +175,12 @@ pub(super) fn backward_input(
         // never alias because n < plane. lhs element (ci, co) is w_g[co·kk + ci·taps + t]; rhs (co, p) is
         // dy_wide[co·n + p].
         unsafe {
-            gemm(
-                k,
-                wide.n,
-                m,
-                dxp.as_mut_ptr().add(off),
-                1,
-                wide.plane as isize,
+            gemm_strided(
+                [k, wide.n, m],
+                Strided::new(dxp.as_mut_ptr().add(off), wide.plane, 1),
                 true,
-                w_g.as_ptr().add(t),
-                kk as isize,
-                taps as isize,
-                dy_wide.as_ptr(),
-                1,
-                wide.n as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
+                Strided::new(w_g.as_ptr().add(t), taps, kk),
+                Strided::new(dy_wide.as_ptr(), wide.n, 1),
                 par,
             )
         }
@@ -232,25 +207,12 @@ pub(super) fn backward_weight(
         // SAFETY: dst element (co, ci) is dw_g[co·kk + ci·taps + t] < m·kk; lhs (co, p) is dy_wide[co·n + p];
         // rhs (p, ci) is xp[off + ci·plane + p], bounded as in `forward`.
         unsafe {
-            gemm(
-                m,
-                k,
-                wide.n,
-                dw_g.as_mut_ptr().add(t),
-                taps as isize,
-                kk as isize,
+            gemm_strided(
+                [m, k, wide.n],
+                Strided::new(dw_g.as_mut_ptr().add(t), kk, taps),
                 accumulate,
-                dy_wide.as_ptr(),
-                1,
-                wide.n as isize,
-                xp.as_ptr().add(off),
-                wide.plane as isize,
-                1,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
+                Strided::new(dy_wide.as_ptr(), wide.n, 1),
+                Strided::new(xp.as_ptr().add(off), 1, wide.plane),
                 par,
             )
         }
