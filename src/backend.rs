@@ -103,12 +103,19 @@ where
 /// Safe from deadlock because nothing else waits on the pool: the data loader's threads are plain threads
 /// that never call rayon (its decoders do not either), so the job blocking on them holds no work they need.
 fn on_cpu_pool<R: Send>(job: impl FnOnce() -> R + Send) -> R {
-    // A pool thread's stack is the platform default (2 MiB); the job used to have the main thread's 8 MiB, and
-    // autodiff's graph walks recurse. `Err` means the pool already exists (a second job in one process).
+    init_cpu_pool();
+    rayon::scope(|_| job())
+}
+
+/// Builds rayon's global pool with 8 MiB stacks, if nothing has built it yet (the binary calls this first
+/// thing, before any parallel loop would build the default one). A pool thread's stack is otherwise the
+/// platform default, 2 MiB, and [`dispatch`] moves the CPU job, which used to have the main thread's 8 MiB,
+/// onto one; autodiff's graph walks recurse.
+pub fn init_cpu_pool() {
+    // `Err` means the pool already exists; it is used as it is.
     let _ = rayon::ThreadPoolBuilder::new()
         .stack_size(8 << 20)
         .build_global();
-    rayon::scope(|_| job())
 }
 
 /// burn-cuda compiles kernels at run time with NVRTC and needs the CUDA headers; without them it panics deep
