@@ -115,3 +115,43 @@ mod avx512 {
         acc.map(|row| row.map(|v| _mm512_reduce_add_ps(v)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Partial 4 × 4 tiles at both edges, several inner blocks, a masked tail, and both write modes, against an
+    /// `f64` sum. (The conv tests reach this kernel only on YOLO shapes: full blocks, lengths a multiple of 16.)
+    #[test]
+    fn dot_products_match_f64_sums() {
+        if !avx512() {
+            eprintln!("no AVX-512F here: a_bt never runs, nothing to test");
+            return;
+        }
+        let (m, n, l) = (5, 7, 3 * 4096 + 13);
+        let value =
+            |i: usize, seed: usize| ((i * 7919 + seed * 104_729) % 2003) as f32 / 1001.0 - 1.0;
+        let a: Vec<f32> = (0..m * l).map(|i| value(i, 1)).collect();
+        let b: Vec<f32> = (0..n * l).map(|i| value(i, 2)).collect();
+        let want: Vec<f64> = (0..m * n)
+            .map(|ij| {
+                let (i, j) = (ij / n, ij % n);
+                (0..l)
+                    .map(|p| f64::from(a[i * l + p]) * f64::from(b[j * l + p]))
+                    .sum()
+            })
+            .collect();
+        for accumulate in [false, true] {
+            let mut c = vec![if accumulate { 0.5 } else { f32::NAN }; m * n];
+            a_bt(m, n, l, &a, &b, &mut c, accumulate);
+            let base = if accumulate { 0.5 } else { 0.0 };
+            for (k, (got, want)) in c.iter().zip(&want).enumerate() {
+                let want = want + base;
+                assert!(
+                    (f64::from(*got) - want).abs() <= 1e-4 * want.abs().max(1.0),
+                    "c[{k}] = {got}, want {want} (accumulate {accumulate})"
+                );
+            }
+        }
+    }
+}

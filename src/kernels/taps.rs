@@ -43,12 +43,12 @@ impl Wide {
 
     /// The padded copy of `cin_g` planes, with its slack.
     pub(super) fn padded_len(&self, g: &ConvGeometry) -> usize {
-        g.c_in / g.groups * self.plane + slack(g)
+        g.cin_g() * self.plane + slack(g)
     }
 
     /// `c_out/groups` planes on the wide output grid.
     pub(super) fn out_len(&self, g: &ConvGeometry) -> usize {
-        g.c_out / g.groups * self.n
+        g.cout_g() * self.n
     }
 
     fn tap_offset(&self, g: &ConvGeometry, tap: usize) -> usize {
@@ -132,7 +132,7 @@ pub(super) fn forward(
     out_wide: &mut [f32],
     par: Parallelism,
 ) {
-    let (m, k, taps) = (g.c_out / g.groups, g.c_in / g.groups, g.kh * g.kw);
+    let (m, k, taps) = (g.cout_g(), g.cin_g(), g.kh * g.kw);
     let kk = k * taps;
     debug_assert!(xp.len() >= k * wide.plane + slack(g) && w_g.len() == m * kk);
     debug_assert_eq!(out_wide.len(), m * wide.n);
@@ -164,7 +164,7 @@ pub(super) fn backward_input(
     dxp: &mut [f32],
     par: Parallelism,
 ) {
-    let (m, k, taps) = (g.c_out / g.groups, g.c_in / g.groups, g.kh * g.kw);
+    let (m, k, taps) = (g.cout_g(), g.cin_g(), g.kh * g.kw);
     let kk = k * taps;
     debug_assert!(dxp.len() >= k * wide.plane + slack(g) && w_g.len() == m * kk);
     debug_assert_eq!(dy_wide.len(), m * wide.n);
@@ -198,7 +198,7 @@ pub(super) fn backward_weight(
     accumulate: bool,
     par: Parallelism,
 ) {
-    let (m, k, taps) = (g.c_out / g.groups, g.c_in / g.groups, g.kh * g.kw);
+    let (m, k, taps) = (g.cout_g(), g.cin_g(), g.kh * g.kw);
     let kk = k * taps;
     debug_assert!(xp.len() >= k * wide.plane + slack(g));
     debug_assert_eq!(dw_g.len(), m * kk);
