@@ -3,6 +3,7 @@
 
 pub mod conv_stack;
 pub mod loader;
+pub mod memory;
 
 use std::time::Instant;
 

@@ -28,6 +28,9 @@ pub enum YoloError {
         line: Option<usize>,
         detail: String,
     },
+    /// Training stopped because too many optimizer steps in a row had non-finite gradients.
+    #[error("{0}")]
+    Diverged(String),
     /// A safetensors file could not be parsed or written.
     #[error("{path}: {detail}")]
     Safetensors { path: PathBuf, detail: String },

@@ -4,6 +4,7 @@
 //! the short version: `config` → `model` (+ `model::weights` for Ultralytics checkpoints) → `backend` picks the
 //! concrete Burn backend in one place.
 
+pub mod amp;
 pub mod backend;
 pub mod bench;
 pub mod config;

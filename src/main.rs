@@ -235,6 +235,33 @@ enum BenchCommand {
     Loader(LoaderBenchArgs),
     /// GFLOP/s of 13 Conv blocks with YOLOv8n's backbone widths (issue #6's yardstick).
     Conv(ConvBenchArgs),
+    /// Bytes of parameters, gradients, optimizer state and activations of one training step in a precision,
+    /// and the process's peak memory (run once per precision to compare).
+    Memory(MemoryBenchArgs),
+}
+
+#[derive(Args, Debug)]
+struct MemoryBenchArgs {
+    #[arg(long, default_value = "yolov8")]
+    arch: Arch,
+    #[arg(long, default_value = "n")]
+    scale: ScaleName,
+    #[arg(long, default_value_t = 640)]
+    imgsz: usize,
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Float type the model computes in: fp32, fp16 or bf16 (masters and optimizer state stay FP32).
+    #[arg(long, default_value = "fp32")]
+    precision: Precision,
+    /// Training steps to run (the peak includes the optimizer state from the first).
+    #[arg(long, default_value_t = 2)]
+    steps: usize,
+    /// Backend: cpu (burn-flex), ndarray (feature `ndarray`), cuda[:N] (feature `cuda`).
+    #[arg(long, default_value = "cpu")]
+    backend: String,
+    /// Print one JSON line instead of a sentence.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -344,6 +371,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => match &args.what {
             Some(BenchCommand::Loader(loader)) => bench_loader(loader),
             Some(BenchCommand::Conv(conv)) => bench_conv(conv),
+            Some(BenchCommand::Memory(memory)) => bench_memory(memory),
             None => bench(&args),
         },
         Command::Data(args) => match args.command {
@@ -378,12 +406,14 @@ fn train(args: &TrainArgs) -> Result<()> {
         .parse()
         .map_err(anyhow::Error::msg)
         .context("train.device")?;
+    yolo_burn::amp::check_backend(choice, config.train.precision)?;
     let request = yolo_burn::train::TrainRequest {
         config,
         resume,
         quiet: args.quiet,
         stop_after_epochs: None,
         nan_loss_at: Vec::new(),
+        inf_grad_at: Vec::new(),
     };
     backend::dispatch(choice, yolo_burn::train::TrainJob(request))??;
     Ok(())
@@ -447,6 +477,52 @@ fn bench_conv(args: &ConvBenchArgs) -> Result<()> {
             r.forward_gflops,
             r.forward_img_per_s,
             r.train_img_per_s
+        );
+    }
+    Ok(())
+}
+
+/// `bench memory`: the bytes of one training step in a precision.
+fn bench_memory(args: &MemoryBenchArgs) -> Result<()> {
+    let choice: BackendChoice = args
+        .backend
+        .parse()
+        .map_err(anyhow::Error::msg)
+        .context("--backend")?;
+    if args.imgsz == 0 || !args.imgsz.is_multiple_of(32) {
+        bail!("--imgsz {} must be a positive multiple of 32", args.imgsz);
+    }
+    yolo_burn::amp::check_backend(choice, args.precision).context("--precision")?;
+    let job = yolo_burn::bench::memory::MemoryBench {
+        model: YoloConfig::new(args.arch, args.scale, 80),
+        imgsz: args.imgsz,
+        batch: args.batch.max(1),
+        precision: args.precision,
+        steps: args.steps.max(1),
+    };
+    let r = backend::dispatch(choice, job)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+        let opt = |b: Option<u64>| b.map_or("n/a".to_string(), |b| format!("{:.1} MiB", mib(b)));
+        println!(
+            "{} imgsz {} batch {} {} on {choice}: parameters {:.1} MiB (+ FP32 masters {:.1} MiB), gradients \
+             {:.1} MiB (+ FP32 accumulation {:.1} MiB), optimizer state {:.1} MiB, activations {}, peak RSS {}; \
+             {:.2} img/s, {} skipped steps",
+            r.model,
+            r.imgsz,
+            r.batch,
+            r.precision,
+            mib(r.param_bytes),
+            mib(r.master_bytes),
+            mib(r.grad_bytes),
+            mib(r.grad_f32_bytes),
+            mib(r.optimizer_bytes),
+            opt(r.activation_bytes),
+            opt(r.peak_rss_bytes),
+            r.train_img_per_s,
+            r.skipped_steps
         );
     }
     Ok(())

@@ -28,6 +28,7 @@ fn nan_loss_is_skipped_and_never_reaches_weights() {
             quiet: true,
             stop_after_epochs: None,
             nan_loss_at: vec![0, 1, 3],
+            inf_grad_at: Vec::new(),
         },
         &Default::default(),
     )

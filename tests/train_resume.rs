@@ -10,6 +10,10 @@ use yolo_burn::train::{read_resume, TrainRequest};
 
 type B = Autodiff<Cpu>;
 
+/// Burn's seeded generator is process-wide, so two runs initialising models at once would draw from each
+/// other's stream; the tests of this file take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn run(request: TrainRequest) -> yolo_burn::train::TrainSummary {
     yolo_burn::train::train::<B>(request, &Default::default()).expect("training runs")
 }
@@ -32,6 +36,7 @@ fn same_tensors(a: &[u8], b: &[u8]) -> bool {
 
 #[test]
 fn resume_after_two_epochs_equals_three_in_one_go_and_extends() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let dataset = train::tiny_dataset(&dir.path().join("data"), 10, 4);
 
@@ -43,6 +48,7 @@ fn resume_after_two_epochs_equals_three_in_one_go_and_extends() {
         quiet: true,
         stop_after_epochs: None,
         nan_loss_at: Vec::new(),
+        inf_grad_at: Vec::new(),
     });
     assert_eq!(a.epochs_done, 3);
 
@@ -54,6 +60,7 @@ fn resume_after_two_epochs_equals_three_in_one_go_and_extends() {
         quiet: true,
         stop_after_epochs: Some(2),
         nan_loss_at: Vec::new(),
+        inf_grad_at: Vec::new(),
     });
     assert_eq!(b1.epochs_done, 2);
     let last = b1.run_dir.join("weights/last");
@@ -64,6 +71,7 @@ fn resume_after_two_epochs_equals_three_in_one_go_and_extends() {
         quiet: true,
         stop_after_epochs: None,
         nan_loss_at: Vec::new(),
+        inf_grad_at: Vec::new(),
     });
     assert_eq!(b2.epochs_done, 3);
 
@@ -100,6 +108,7 @@ fn resume_after_two_epochs_equals_three_in_one_go_and_extends() {
         quiet: true,
         stop_after_epochs: None,
         nan_loss_at: Vec::new(),
+        inf_grad_at: Vec::new(),
     });
     assert_eq!(a2.epochs_done, 4);
     assert_eq!(a2.epoch_losses.len(), 1);
@@ -108,4 +117,71 @@ fn resume_after_two_epochs_equals_three_in_one_go_and_extends() {
     assert!(a.run_dir.join("results.png").exists());
     assert!(a.run_dir.join("args.toml").exists());
     assert!(a.run_dir.join("weights/best.safetensors").exists());
+}
+
+/// fp16 resume is as exact as fp32's: the masters, the scaler (scale, growth tracker) and the skip counts come
+/// back, so 2 epochs + resume equal 3 in one go bit for bit. A short growth interval and an injected overflow
+/// make the scale move and a step skip before the stop.
+#[test]
+fn fp16_resume_restores_masters_scaler_and_skips_exactly() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = train::tiny_dataset(&dir.path().join("data"), 10, 4);
+    let fp16 = |name: &str| {
+        let mut config = train::tiny_config(&dataset, &dir.path().join(name), 3);
+        config.train.precision = yolo_burn::config::Precision::Fp16;
+        config.train.amp_growth_interval = 2;
+        config.train.amp_init_scale = 1024.0;
+        config
+    };
+    let request = |config, stop_after_epochs| TrainRequest {
+        config,
+        resume: None,
+        quiet: true,
+        stop_after_epochs,
+        nan_loss_at: Vec::new(),
+        inf_grad_at: vec![2],
+    };
+    let a = run(request(fp16("a"), None));
+    let b1 = run(request(fp16("b"), Some(2)));
+    let (config, paths, checkpoint) = read_resume(&b1.run_dir.join("weights/last"), &[]).unwrap();
+    assert_eq!(
+        config.train.precision,
+        yolo_burn::config::Precision::Fp16,
+        "the checkpoint's config keeps the precision"
+    );
+    let mid = checkpoint.state.amp;
+    assert!(mid.skipped_steps >= 1, "{mid:?}");
+    let b2 = run(TrainRequest {
+        config,
+        resume: Some((paths, checkpoint)),
+        quiet: true,
+        stop_after_epochs: None,
+        nan_loss_at: Vec::new(),
+        inf_grad_at: Vec::new(),
+    });
+    let losses_b: Vec<_> = b1
+        .epoch_losses
+        .iter()
+        .chain(&b2.epoch_losses)
+        .copied()
+        .collect();
+    assert_eq!(a.epoch_losses, losses_b, "per-epoch losses differ");
+    let read = |s: &yolo_burn::train::TrainSummary| {
+        Checkpoint::read(&CheckpointPaths::new(&s.run_dir.join("weights"), "last").state).unwrap()
+    };
+    let (ca, cb) = (read(&a), read(&b2));
+    assert!(same_tensors(&ca.model, &cb.model), "masters differ");
+    assert!(same_tensors(&ca.ema, &cb.ema), "EMA weights differ");
+    assert!(ca.optimizer == cb.optimizer, "optimizer state differs");
+    assert_eq!(ca.state.amp, cb.state.amp, "scaler or skip counts differ");
+    assert_eq!(ca.state.skipped_steps, cb.state.skipped_steps);
+    assert_ne!(ca.state.amp.scaler.scale, 1024.0, "the scale never moved");
+    assert_eq!(ca.state.metrics, cb.state.metrics);
+    let csv = std::fs::read_to_string(b2.run_dir.join("results.csv")).unwrap();
+    let last = csv.lines().last().unwrap();
+    assert!(
+        last.ends_with(&format!(",{}", ca.state.amp.skipped_steps)),
+        "{last}"
+    );
 }

@@ -184,6 +184,16 @@ pub struct TrainSection {
     /// Double the fp16 loss scale after this many steps without overflow (torch.amp.GradScaler
     /// `growth_interval=2000`; not in default.yaml).
     pub amp_growth_interval: usize,
+    /// Multiplies the fp16 loss scale after `amp_growth_interval` clean steps, > 1 (torch.amp.GradScaler
+    /// `growth_factor=2.0`; not in default.yaml).
+    pub amp_growth_factor: f64,
+    /// Multiplies the fp16 loss scale after a step with a non-finite gradient, in (0, 1) (torch.amp.GradScaler
+    /// `backoff_factor=0.5`; not in default.yaml).
+    pub amp_backoff_factor: f64,
+    /// Stop the run with an error after this many optimizer steps in a row skipped for non-finite gradients
+    /// (a diverging learning rate, or NaN in the data), leaving `weights/last` at the last good state. Not in
+    /// Ultralytics, which skips forever. Default 200.
+    pub amp_skip_limit: usize,
 }
 
 impl Default for TrainSection {
@@ -223,6 +233,9 @@ impl Default for TrainSection {
             single_cls: false,
             amp_init_scale: 65536.0,
             amp_growth_interval: 2000,
+            amp_growth_factor: 2.0,
+            amp_backoff_factor: 0.5,
+            amp_skip_limit: 200,
         }
     }
 }
@@ -266,6 +279,15 @@ impl TrainSection {
         KeySpec::new("single_cls", Kind::Bool),
         KeySpec::new("amp_init_scale", Kind::float(Limit::Excl(0.0), Limit::Open)),
         KeySpec::new("amp_growth_interval", Kind::at_least(1)),
+        KeySpec::new(
+            "amp_growth_factor",
+            Kind::float(Limit::Excl(1.0), Limit::Open),
+        ),
+        KeySpec::new(
+            "amp_backoff_factor",
+            Kind::float(Limit::Excl(0.0), Limit::Excl(1.0)),
+        ),
+        KeySpec::new("amp_skip_limit", Kind::at_least(1)),
     ];
 }
 

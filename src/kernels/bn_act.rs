@@ -10,6 +10,8 @@
 //! is updated with the unbiased one (Burn's BatchNorm uses the biased one for both).
 
 use multiversion::multiversion;
+
+pub use super::cast::Floats;
 use rayon::prelude::*;
 
 /// Per-channel batch statistics.
@@ -127,6 +129,22 @@ pub fn scale_shift_act(
 }
 
 /// In place: `y = act(y · scale[c] + shift[c])`.
+/// Plane `i` (of `hw` elements, channel `i % channels`) of [`scale_shift_act`], written into `out`.
+#[allow(clippy::too_many_arguments)]
+pub fn scale_shift_act_plane(
+    y: &[f32],
+    channels: usize,
+    hw: usize,
+    scale: &[f32],
+    shift: &[f32],
+    act: bool,
+    i: usize,
+    out: &mut [f32],
+) {
+    let c = i % channels;
+    plane_scale_shift_act(&y[i * hw..][..out.len()], scale[c], shift[c], act, out);
+}
+
 pub fn scale_shift_act_in_place(
     y: &mut [f32],
     channels: usize,
@@ -187,8 +205,8 @@ pub struct BnActGrads {
 /// gradient through the batch mean and variance.
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
-    y: &[f32],
-    dout: &[f32],
+    y: Floats,
+    dout: Floats,
     channels: usize,
     hw: usize,
     stats: &BatchStats,
@@ -197,19 +215,24 @@ pub fn backward(
     act: bool,
 ) -> BnActGrads {
     // Pass 1: dz = dout · act'(z) into dy, and per-plane Σ dz and Σ dz · x̂.
+    // y and dout may be half-precision tensors: each plane is widened on its own (`Floats::with_f32`).
     let (mut dy, sums) = super::par_vec(y.len(), hw, |i, dz| {
         let c = i % channels;
         let plane = i * hw..i * hw + dz.len();
-        plane_dz(
-            &y[plane.clone()],
-            &dout[plane],
-            stats.mean[c],
-            stats.invstd[c],
-            gamma[c],
-            beta[c],
-            act,
-            dz,
-        )
+        y.with_f32(plane.clone(), |y| {
+            dout.with_f32(plane, |dout| {
+                plane_dz(
+                    y,
+                    dout,
+                    stats.mean[c],
+                    stats.invstd[c],
+                    gamma[c],
+                    beta[c],
+                    act,
+                    dz,
+                )
+            })
+        })
     });
     let batch = sums.len() / channels.max(1);
     let mut dgamma = vec![0.0f32; channels];
@@ -234,13 +257,12 @@ pub fn backward(
         coef[c] = (a as f32, b_coef as f32, c0 as f32);
     }
     // Pass 2: dy = a·dz + b·y + c0.
-    dy.par_chunks_mut(hw)
-        .zip(y.par_chunks(hw))
-        .enumerate()
-        .for_each(|(i, (dy, y))| {
-            let (a, b, c0) = coef[i % channels];
-            plane_affine2(dy, y, a, b, c0);
+    dy.par_chunks_mut(hw).enumerate().for_each(|(i, dy)| {
+        let (a, b, c0) = coef[i % channels];
+        y.with_f32(i * hw..i * hw + dy.len(), |y| {
+            plane_affine2(dy, y, a, b, c0)
         });
+    });
     BnActGrads { dy, dgamma, dbeta }
 }
 
@@ -440,7 +462,16 @@ mod tests {
                     "{a} vs {b}"
                 );
             }
-            let grads = backward(&y, &w, c, hw, &stats, &gamma, &beta, act);
+            let grads = backward(
+                Floats::F32(&y),
+                Floats::F32(&w),
+                c,
+                hw,
+                &stats,
+                &gamma,
+                &beta,
+                act,
+            );
             let loss = |y: &[f32], gamma: &[f32], beta: &[f32]| -> f64 {
                 reference(y, c, hw, gamma, beta, eps, act)
                     .iter()

@@ -7,7 +7,10 @@
 //! path.
 //!
 //! Half precision: `f16` and `bf16` tensors are widened to `f32` at the op's boundary, computed with `f32`
-//! accumulation, and the output and gradients narrowed back to the caller's types. This CPU has neither
+//! accumulation, and the output and gradients narrowed back to the caller's types. What the backward keeps (the
+//! input and the conv output before BatchNorm) stays in the caller's type, so a half-precision model holds half
+//! the activation memory of an `f32` one (the widened copies live only while an op runs); BatchNorm's
+//! statistics are still computed from the `f32` conv output. This CPU has neither
 //! AVX512-FP16 nor AMX (see /proc/cpuinfo and docs/benchmarks.md), and the `gemm` crate multiplies `f16` by
 //! widening to `f32` inside its packing anyway, so no half-precision GEMM here can beat the `f32` one; the win
 //! is over burn-flex's own `f16` path, which is slower than its `f32` one.
@@ -23,15 +26,20 @@ use burn::backend::Autodiff;
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::tensor::backend::{Backend, BackendTypes};
-use burn::tensor::ops::FloatTensorOps;
-use burn::tensor::{DType, FloatDType, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 use burn_flex::{Flex, FlexTensor};
 
-use super::bn_act::{self, BatchStats};
+use super::bn_act::{self, BatchStats, Floats};
 use super::conv::{self, ConvGeometry};
 
 /// burn-flex's float primitive under autodiff (the type is not exported by name).
 pub(super) type AdFlexTensor = <Autodiff<Flex> as BackendTypes>::FloatTensorPrimitive;
+
+/// Whether `B` is burn-flex, plain or under autodiff: the backends these kernels run on.
+pub(super) fn is_flex<B: Backend>() -> bool {
+    let id = std::any::TypeId::of::<B::FloatTensorPrimitive>();
+    id == std::any::TypeId::of::<FlexTensor>() || id == std::any::TypeId::of::<AdFlexTensor>()
+}
 
 /// Moves `value` into type `U` when `T` is `U`, else hands it back.
 pub(super) fn cast<T: 'static, U: 'static>(value: T) -> Result<U, T> {
@@ -61,24 +69,22 @@ fn contiguous(t: &FlexTensor) -> FlexTensor {
 }
 
 /// The float types the kernels take: `f32`, and the half types they widen.
-fn supported(dtype: DType) -> bool {
+pub(super) fn supported(dtype: DType) -> bool {
     matches!(dtype, DType::F32 | DType::F16 | DType::BF16)
 }
 
 fn widen(t: FlexTensor) -> FlexTensor {
-    match t.dtype() {
-        DType::F32 => t,
-        _ => Flex::float_cast(t, FloatDType::F32),
-    }
+    super::cast::to_f32(&t)
 }
 
-/// `t` (f32) in `dtype`.
-fn narrow_to(t: FlexTensor, dtype: DType) -> FlexTensor {
-    match dtype {
-        DType::F16 => Flex::float_cast(t, FloatDType::F16),
-        DType::BF16 => Flex::float_cast(t, FloatDType::BF16),
-        _ => t,
-    }
+/// A contiguous tensor's values for the plane-wise kernels, in their own float type.
+fn floats(t: &FlexTensor) -> Floats<'_> {
+    Floats::of(t).unwrap_or_else(|| unreachable!("a contiguous f32, f16 or bf16 tensor"))
+}
+
+/// `values` (f32, row-major `shape`) as a tensor of `dtype`.
+fn narrow(values: Vec<f32>, shape: &[usize], dtype: DType) -> FlexTensor {
+    super::cast::from_f32(values, shape, dtype)
 }
 
 /// An NCHW `f32` tensor whose images are contiguous but may sit apart (a channel slice): the tensor itself
@@ -104,7 +110,7 @@ pub(super) fn f32s_from_start(t: &FlexTensor) -> &[f32] {
     &t.storage::<f32>()[t.layout().start_offset()..]
 }
 
-fn f32s(t: &FlexTensor) -> &[f32] {
+pub(super) fn f32s(t: &FlexTensor) -> &[f32] {
     let len = t.layout().num_elements();
     let start = t.layout().start_offset();
     &t.storage::<f32>()[start..start + len]
@@ -213,7 +219,7 @@ fn eval<B: Backend>(
         .collect();
     let shift: Vec<f32> = (0..c).map(|i| beta[i] - mean[i] * scale[i]).collect();
     bn_act::scale_shift_act_in_place(&mut y, c, g.out_hw(), &scale, &shift, act);
-    let out = narrow_to(flex(y, &[g.batch, c, g.out_h(), g.out_w()]), dtype);
+    let out = narrow(y, &[g.batch, c, g.out_h(), g.out_w()], dtype);
     from_primitive(cast(out).unwrap_or_else(|_| unreachable!("B's primitive is FlexTensor here")))
 }
 
@@ -237,12 +243,11 @@ fn values<B: Backend>(t: Tensor<B, 1>, len: usize) -> Vec<f32> {
 /// What the backward pass of the fused block needs.
 #[derive(Debug, Clone)]
 struct ConvBnActState {
-    /// The input, read as [`batch_strided`] says.
+    /// The input: in `f32`, as [`batch_strided`] gave it; in a half type, as the caller gave it.
     x: FlexTensor,
-    x_stride: usize,
     w: FlexTensor,
-    /// The conv output, before BatchNorm.
-    y: Arc<Vec<f32>>,
+    /// The conv output before BatchNorm, in the input's float type.
+    y: FlexTensor,
     stats: Arc<BatchStats>,
     gamma: Arc<Vec<f32>>,
     beta: Arc<Vec<f32>>,
@@ -260,38 +265,44 @@ impl Backward<Flex, 4> for ConvBnActBackward {
 
     fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x, node_w, node_gamma, node_beta] = ops.parents;
-        let dout = contiguous(&grads.consume::<Flex>(&ops.node));
+        let dout = grads.consume::<Flex>(&ops.node).to_contiguous();
         let s = ops.state;
         let g = s.geometry;
         let [x_dtype, w_dtype, bn_dtype] = s.dtypes;
-        let bn = bn_act::backward(
-            &s.y,
-            f32s(&dout),
-            g.c_out,
-            g.out_hw(),
-            &s.stats,
-            &s.gamma,
-            &s.beta,
-            s.act,
-        );
+        // Each widened copy lives only as long as its use: in a half-precision model these f32 buffers, not the
+        // saved tensors, would otherwise set the step's peak memory.
+        let bn = {
+            let (y, dout) = (floats(&s.y), floats(&dout));
+            bn_act::backward(
+                y,
+                dout,
+                g.c_out,
+                g.out_hw(),
+                &s.stats,
+                &s.gamma,
+                &s.beta,
+                s.act,
+            )
+        };
+        drop(dout);
+        drop(s.y);
         if let Some(node) = node_gamma {
-            grads.register::<Flex>(node.id, narrow_to(flex(bn.dgamma, &[g.c_out]), bn_dtype));
+            grads.register::<Flex>(node.id, narrow(bn.dgamma, &[g.c_out], bn_dtype));
         }
         if let Some(node) = node_beta {
-            grads.register::<Flex>(node.id, narrow_to(flex(bn.dbeta, &[g.c_out]), bn_dtype));
+            grads.register::<Flex>(node.id, narrow(bn.dbeta, &[g.c_out], bn_dtype));
         }
         if let Some(node) = node_x {
-            let dx = conv::backward_input(&g, f32s(&s.w), &bn.dy);
-            grads.register::<Flex>(
-                node.id,
-                narrow_to(flex(dx, &[g.batch, g.c_in, g.h, g.w]), x_dtype),
-            );
+            let w = contiguous(&s.w);
+            let dx = conv::backward_input(&g, f32s(&w), &bn.dy);
+            grads.register::<Flex>(node.id, narrow(dx, &[g.batch, g.c_in, g.h, g.w], x_dtype));
         }
         if let Some(node) = node_w {
+            let (x, x_stride) = batch_strided(&s.x);
             let mut dw = vec![0.0f32; g.weight_len()];
-            conv::backward_weight_strided(&g, f32s_from_start(&s.x), s.x_stride, &bn.dy, &mut dw);
+            conv::backward_weight_strided(&g, f32s_from_start(&x), x_stride, &bn.dy, &mut dw);
             let shape = s.w.layout().shape().to_vec();
-            grads.register::<Flex>(node.id, narrow_to(flex(dw, &shape), w_dtype));
+            grads.register::<Flex>(node.id, narrow(dw, &shape, w_dtype));
         }
     }
 }
@@ -330,8 +341,12 @@ fn train<B: Backend>(
     let shift: Vec<f32> = (0..c)
         .map(|i| beta_v[i] - stats.mean[i] * scale[i])
         .collect();
-    let out = bn_act::scale_shift_act(&y, c, hw, &scale, &shift, act);
-    let out = narrow_to(flex(out, &[g.batch, c, g.out_h(), g.out_w()]), dtypes[0]);
+    let out_shape = [g.batch, c, g.out_h(), g.out_w()];
+    // In a half type each plane is rounded as it is computed: no f32 copy of the whole output.
+    let out = super::cast::planes_in(dtypes[0], &out_shape, hw, |i, o| {
+        bn_act::scale_shift_act_plane(&y, c, hw, &scale, &shift, act, i, o)
+    });
+    let saved_x = saved_input(xc, &x.primitive);
 
     update_running(bn, &stats, device);
 
@@ -348,10 +363,9 @@ fn train<B: Backend>(
     {
         OpsKind::Tracked(prep) => prep.finish(
             ConvBnActState {
-                x: xc,
-                x_stride,
-                w: wc,
-                y: Arc::new(y),
+                x: saved_x,
+                w: saved_input(wc, &w.primitive),
+                y: narrow(y, &out_shape, dtypes[0]),
                 stats: Arc::new(stats),
                 gamma: Arc::new(gamma_v),
                 beta: Arc::new(beta_v),
@@ -366,6 +380,17 @@ fn train<B: Backend>(
     from_primitive(
         cast(out).unwrap_or_else(|_| unreachable!("B's primitive is Autodiff<Flex>'s here")),
     )
+}
+
+/// What a backward keeps of an input or a weight: the `f32` view the forward read (no copy), or the
+/// half-precision tensor as given, which the backward widens again, rather than its `f32` copy at twice the
+/// bytes.
+fn saved_input(widened: FlexTensor, given: &FlexTensor) -> FlexTensor {
+    if given.dtype() == DType::F32 {
+        widened
+    } else {
+        given.clone()
+    }
 }
 
 fn ad<B: Backend>(t: Tensor<B, 1>) -> AdFlexTensor {
@@ -411,7 +436,7 @@ pub fn try_conv_bias<B: Backend>(
             let w = contiguous(&param_flex(conv.weight.val()));
             let b = contiguous(&param_flex(bias.val()));
             let y = conv_bias_forward(&g, &x, &w, &b);
-            let out = narrow_to(flex(y, &[g.batch, g.c_out, g.out_h(), g.out_w()]), dtype);
+            let out = narrow(y, &[g.batch, g.c_out, g.out_h(), g.out_w()], dtype);
             return Ok(from_primitive(
                 cast(out).unwrap_or_else(|_| unreachable!("B's primitive is FlexTensor")),
             ));
@@ -445,10 +470,8 @@ pub fn try_conv_bias<B: Backend>(
     let (xc, x_stride) = batch_strided(&x.primitive);
     let wc = contiguous(&w.primitive);
     let y = conv_bias_forward_strided(&g, &xc, x_stride, &wc, &contiguous(&b.primitive));
-    let out = narrow_to(
-        flex(y, &[g.batch, g.c_out, g.out_h(), g.out_w()]),
-        dtypes[0],
-    );
+    let out = narrow(y, &[g.batch, g.c_out, g.out_h(), g.out_w()], dtypes[0]);
+    let saved_x = saved_input(xc, &x.primitive);
     let nodes = [x.node.clone(), w.node.clone(), b.node.clone()];
     let out = match ConvBiasBackward
         .prepare::<NoCheckpointing>(nodes)
@@ -457,9 +480,8 @@ pub fn try_conv_bias<B: Backend>(
     {
         OpsKind::Tracked(prep) => prep.finish(
             ConvBiasState {
-                x: xc,
-                x_stride,
-                w: wc,
+                x: saved_x,
+                w: saved_input(wc, &w.primitive),
                 geometry: g,
                 dtypes,
             },
@@ -492,8 +514,8 @@ fn conv_bias_forward_strided(
 
 #[derive(Debug, Clone)]
 struct ConvBiasState {
+    /// The input, as [`ConvBnActState::x`].
     x: FlexTensor,
-    x_stride: usize,
     w: FlexTensor,
     geometry: ConvGeometry,
     /// The caller's float types of x, w and the bias.
@@ -515,20 +537,19 @@ impl Backward<Flex, 3> for ConvBiasBackward {
         let [x_dtype, w_dtype, b_dtype] = s.dtypes;
         if let Some(node) = node_b {
             let db = bn_act::channel_sums(dy, g.c_out, g.out_hw());
-            grads.register::<Flex>(node.id, narrow_to(flex(db, &[g.c_out]), b_dtype));
+            grads.register::<Flex>(node.id, narrow(db, &[g.c_out], b_dtype));
         }
         if let Some(node) = node_x {
-            let dx = conv::backward_input(&g, f32s(&s.w), dy);
-            grads.register::<Flex>(
-                node.id,
-                narrow_to(flex(dx, &[g.batch, g.c_in, g.h, g.w]), x_dtype),
-            );
+            let w = contiguous(&s.w);
+            let dx = conv::backward_input(&g, f32s(&w), dy);
+            grads.register::<Flex>(node.id, narrow(dx, &[g.batch, g.c_in, g.h, g.w], x_dtype));
         }
         if let Some(node) = node_w {
+            let (x, x_stride) = batch_strided(&s.x);
             let mut dw = vec![0.0f32; g.weight_len()];
-            conv::backward_weight_strided(&g, f32s_from_start(&s.x), s.x_stride, dy, &mut dw);
+            conv::backward_weight_strided(&g, f32s_from_start(&x), x_stride, dy, &mut dw);
             let shape = s.w.layout().shape().to_vec();
-            grads.register::<Flex>(node.id, narrow_to(flex(dw, &shape), w_dtype));
+            grads.register::<Flex>(node.id, narrow(dw, &shape, w_dtype));
         }
     }
 }

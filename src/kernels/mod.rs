@@ -6,6 +6,7 @@
 //! (or [`select`]) keeps the stock path for comparison.
 
 pub mod bn_act;
+mod cast;
 pub mod conv;
 mod dot;
 mod flex;
@@ -36,6 +37,30 @@ pub fn selected() -> Kernels {
     } else {
         Kernels::Fast
     }
+}
+
+/// Whether the conv blocks of a model on `B` run our kernels, which compute BatchNorm's statistics in `f32` and
+/// keep its running statistics in `f32` whatever the model's float type (Burn's stock `BatchNorm` keeps them in
+/// the input's type instead).
+pub fn batch_norm_stats_stay_f32<B: Backend>() -> bool {
+    selected() == Kernels::Fast && flex::is_flex::<B>()
+}
+
+/// `x` in `dtype` with the selected kernels: ours on burn-flex (parallel, F16C where present, no `f64`
+/// intermediate: burn-flex's own cast converts through a `Vec<f64>` on one thread), Burn's otherwise. The
+/// values are the same either way (round to nearest even); the gradient is cast back to `x`'s type.
+pub fn cast<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    dtype: burn::tensor::FloatDType,
+) -> Tensor<B, D> {
+    let x = match selected() {
+        Kernels::Fast => match cast::try_cast(x, dtype) {
+            Ok(y) => return y,
+            Err(x) => x,
+        },
+        Kernels::Burn => x,
+    };
+    x.cast(dtype)
 }
 
 /// `act(bn(conv(x)))` with the selected kernels. In training (an autodiff backend) BatchNorm uses batch
@@ -188,17 +213,27 @@ pub(crate) fn par_vec<R: Send>(
     chunk: usize,
     write: impl Fn(usize, &mut [f32]) -> R + Sync + Send,
 ) -> (Vec<f32>, Vec<R>) {
+    par_vec_of(len, chunk, 0.0, write)
+}
+
+/// [`par_vec`] for any plain element type, each chunk first filled with `zero`.
+pub(crate) fn par_vec_of<T: Copy + Send + Sync, R: Send>(
+    len: usize,
+    chunk: usize,
+    zero: T,
+    write: impl Fn(usize, &mut [T]) -> R + Sync + Send,
+) -> (Vec<T>, Vec<R>) {
     use rayon::prelude::*;
     use std::mem::MaybeUninit;
-    let mut v = Vec::<f32>::with_capacity(len);
+    let mut v = Vec::<T>::with_capacity(len);
     let results = v.spare_capacity_mut()[..len]
         .par_chunks_mut(chunk.max(1))
         .enumerate()
         .map(|(i, c)| {
-            c.fill(MaybeUninit::new(0.0));
-            // SAFETY: every element of `c` was initialised on the line above, and `f32` has the layout of
-            // `MaybeUninit<f32>`.
-            let c = unsafe { &mut *(c as *mut [MaybeUninit<f32>] as *mut [f32]) };
+            c.fill(MaybeUninit::new(zero));
+            // SAFETY: every element of `c` was initialised on the line above, and `T` has the layout of
+            // `MaybeUninit<T>`.
+            let c = unsafe { &mut *(c as *mut [MaybeUninit<T>] as *mut [T]) };
             write(i, c)
         })
         .collect();

@@ -272,7 +272,18 @@ impl<B: Backend> Sppf<B> {
     /// Repeating the edge gives exactly the −∞ result: the repeated value already lies in every border window.
     fn pool(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let p = self.pad;
-        self.m.forward(x.pad((p, p, p, p), PadMode::Edge))
+        if x.dtype() == burn::tensor::DType::F32 || p == 0 {
+            return self.m.forward(x.pad((p, p, p, p), PadMode::Edge));
+        }
+        // Burn 0.21's edge padding assigns into an f32 canvas whatever the input's type (burn-flex panics on
+        // a half-precision input), so half tensors repeat their edges by concatenation: the same values.
+        let edges = |x: Tensor<B, 4>, dim: usize| {
+            let n = x.dims()[dim];
+            let first = x.clone().narrow(dim, 0, 1).repeat_dim(dim, p);
+            let last = x.clone().narrow(dim, n - 1, 1).repeat_dim(dim, p);
+            Tensor::cat(vec![first, x, last], dim)
+        };
+        self.m.forward(edges(edges(x, 2), 3))
     }
 }
 

@@ -12,10 +12,12 @@
 //!   8 bytes   u64 little-endian: length H of the header
 //!   H bytes   postcard header (CheckpointHeader; postcard, not JSON, so every f64 comes back bit-exact): format version, completed epochs, next iteration, last step,
 //!             best fitness and epoch, EMA updates, skipped steps, the resolved optimizer, the data seed, the
-//!             loss-scaler state (none in fp32), the resolved config as TOML, the last epoch's metrics, the
+//!             mixed-precision state (loss scale, growth tracker, skipped steps), the resolved config as TOML, the last epoch's metrics, the
 //!             optimizer's per-parameter slots (path, step, lengths), and the three sections below with their
 //!             offsets (from the end of the header), lengths and FNV-1a 64 checksums
-//!   section   "model": the training model (not the EMA) as Ultralytics-layout safetensors bytes
+//!   section   "model": the training model (not the EMA) as Ultralytics-layout safetensors bytes, in FP32: in
+//!             fp16/bf16 the master weights (with the compute model's BatchNorm running statistics), from which
+//!             a resumed run rounds the compute model again
 //!   section   "ema": the EMA model, same layout
 //!   section   "optimizer": every slot's first then second moment, f32 little-endian, in header slot order
 //!   section   "pending": gradients accumulated since the last step (accumulation spans epoch ends), same way
@@ -33,13 +35,15 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::optim::{Method, OptimizerRecord, ResolvedOptimizer, SlotRecord};
+use crate::amp::AmpState;
 use crate::model::weights::write_atomic;
 use crate::YoloError;
 
 /// The file magic.
 const MAGIC: &[u8; 8] = b"YBURNCK1";
-/// Bumped when the header's meaning changes (2: the optimizer records MuSGD and its warmup momentum).
-pub const FORMAT_VERSION: u32 = 2;
+/// Bumped when the header's meaning changes (2: the optimizer records MuSGD and its warmup momentum; 3: the
+/// mixed-precision state, and the `model` section holds the FP32 masters).
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Metrics of one validation, as results.csv and the checkpoint keep them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -78,8 +82,9 @@ pub struct TrainState {
     pub optimizer: ResolvedOptimizer,
     /// The data seed (`train.seed`); with the epoch it fixes every batch.
     pub data_seed: u64,
-    /// fp16 loss scale; `None` in fp32 (the mixed-precision issue fills it).
-    pub loss_scale: Option<f64>,
+    /// The loss scaler (scale and growth tracker) and the steps skipped for non-finite gradients
+    /// (`crate::amp`); in fp32 and bf16 the scale stays 1.
+    pub amp: AmpState,
     /// The resolved config (`Config::to_toml_string`).
     pub config_toml: String,
     /// The last validation, if any.
@@ -246,6 +251,15 @@ impl Checkpoint {
             .checked_add(header_len)
             .filter(|&e| e <= bytes.len())
             .ok_or_else(|| bad("truncated header".into()))?;
+        // The format comes first, so an older or newer file is named as such rather than failing to parse.
+        let (format, _) = postcard::take_from_bytes::<u32>(&bytes[16..body_start])
+            .map_err(|e| bad(format!("header: {e}")))?;
+        if format != FORMAT_VERSION {
+            return Err(bad(format!(
+                "format {format} (this build reads {FORMAT_VERSION}); resume it with the yolo-burn version \
+                 that wrote it, or start a new run from its weights (`model.weights`)"
+            )));
+        }
         let header: CheckpointHeader = postcard::from_bytes(&bytes[16..body_start])
             .map_err(|e| bad(format!("header: {e}")))?;
         if header.format != FORMAT_VERSION {
@@ -373,7 +387,14 @@ mod tests {
                     weight_decay: 5e-4,
                 },
                 data_seed: 3,
-                loss_scale: None,
+                amp: AmpState {
+                    scaler: crate::amp::ScalerState {
+                        scale: 32768.0,
+                        growth_tracker: 17,
+                    },
+                    skipped_steps: 2,
+                    consecutive_skips: 1,
+                },
                 config_toml: "[train]\nepochs = 3\n".into(),
                 metrics: Some(ValMetrics {
                     map50: 0.5,
@@ -413,6 +434,17 @@ mod tests {
         let c = sample();
         let bytes = c.to_bytes().unwrap();
         assert_eq!(Checkpoint::from_bytes(&bytes, Path::new("x")).unwrap(), c);
+    }
+
+    #[test]
+    fn checkpoint_of_another_format_names_both_versions() {
+        let mut bytes = sample().to_bytes().unwrap();
+        // The header's first byte is the format as a postcard varint (< 128, so one byte).
+        bytes[16] = 2;
+        let err = Checkpoint::from_bytes(&bytes, Path::new("x"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("format 2 (this build reads 3)"), "{err}");
     }
 
     #[test]

@@ -17,8 +17,9 @@ use crate::data::preview::text;
 use crate::model::weights::write_atomic;
 use crate::YoloError;
 
-/// results.csv's header, Ultralytics 8.4's column names.
-pub const COLUMNS: [&str; 15] = [
+/// results.csv's header: Ultralytics 8.4's column names, then the mixed-precision columns (the fp16 loss scale,
+/// 1 in fp32 and bf16, and the optimizer steps skipped for non-finite gradients so far).
+pub const COLUMNS: [&str; 17] = [
     "epoch",
     "time",
     "train/box_loss",
@@ -34,7 +35,12 @@ pub const COLUMNS: [&str; 15] = [
     "lr/pg0",
     "lr/pg1",
     "lr/pg2",
+    "amp/scale",
+    "amp/skipped_steps",
 ];
+
+/// Columns drawn in results.png (the amp columns are not: Ultralytics' ten panels stay as they are).
+const PLOTTED: usize = 15;
 
 /// Mean training losses of one epoch.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -55,10 +61,14 @@ pub struct EpochRow {
     pub val: ValMetrics,
     /// Learning rate of pg0..pg2 at the epoch's last batch.
     pub lr: [f64; 3],
+    /// The loss scale at the epoch's end (1 without loss scaling).
+    pub amp_scale: f64,
+    /// Optimizer steps skipped for non-finite gradients since the run began.
+    pub amp_skipped_steps: u64,
 }
 
 impl EpochRow {
-    fn values(&self) -> [f64; 15] {
+    fn values(&self) -> [f64; 17] {
         [
             self.epoch as f64,
             self.time_s,
@@ -75,6 +85,8 @@ impl EpochRow {
             self.lr[0],
             self.lr[1],
             self.lr[2],
+            self.amp_scale,
+            self.amp_skipped_steps as f64,
         ]
     }
 }
@@ -86,9 +98,10 @@ pub fn csv_text(rows: &[EpochRow]) -> String {
     for row in rows {
         let values = row.values();
         let _ = write!(out, "{}", row.epoch);
-        for v in &values[1..] {
+        for v in &values[1..16] {
             let _ = write!(out, ",{v:.6}");
         }
+        let _ = write!(out, ",{}", row.amp_skipped_steps);
         out.push('\n');
     }
     out
@@ -126,6 +139,8 @@ pub fn read_rows(path: &Path, keep_epochs: usize) -> Vec<EpochRow> {
                     dfl_loss: v[11],
                 },
                 lr: [v[12], v[13], v[14]],
+                amp_scale: v[15],
+                amp_skipped_steps: v[16] as u64,
             })
         })
         .filter(|r| r.epoch <= keep_epochs)
@@ -159,7 +174,7 @@ const AXIS_H: u32 = 14;
 /// The 13 numeric columns after `epoch` and `time`, each in its own panel, five per row, as Ultralytics'
 /// results.png: the column name above each panel, its range at the left edge, the epochs below.
 pub fn plot(rows: &[EpochRow]) -> RgbImage {
-    let series: Vec<Vec<f64>> = (2..COLUMNS.len())
+    let series: Vec<Vec<f64>> = (2..PLOTTED)
         .map(|c| rows.iter().map(|r| r.values()[c]).collect())
         .collect();
     let cols = 5u32;
@@ -284,6 +299,8 @@ mod tests {
                 ..ValMetrics::default()
             },
             lr: [0.01, 0.01, 0.02],
+            amp_scale: 32768.0,
+            amp_skipped_steps: epoch as u64,
         }
     }
 
@@ -299,6 +316,12 @@ mod tests {
         let back = read_rows(&dir.path().join("results.csv"), 2);
         assert_eq!(back.len(), 2);
         assert!((back[1].val.map50 - 0.2).abs() < 1e-6);
+        assert!(text
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with(",amp/scale,amp/skipped_steps"));
+        assert_eq!((back[1].amp_scale, back[1].amp_skipped_steps), (32768.0, 2));
         assert!(dir.path().join("results.png").exists());
     }
 

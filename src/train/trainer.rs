@@ -12,10 +12,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::module::AutodiffModule;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::ToElement;
 use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::FloatDType;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::checkpoint::{Checkpoint, CheckpointPaths, TrainState, ValMetrics};
@@ -26,7 +26,8 @@ use super::optim::{
 };
 use super::results::{read_rows, write_results, EpochRow, TrainLosses};
 use super::schedule::Schedule;
-use crate::backend::BackendJob;
+use crate::amp::{self, MasterWeights, ScalerConfig};
+use crate::backend::{BackendChoice, BackendJob};
 use crate::config::Config;
 use crate::data::loader::{Loader, LoaderConfig};
 use crate::data::{read_index, Index, SplitName};
@@ -36,7 +37,7 @@ use crate::loss::DetectionLossConfig;
 use crate::model::weights::{
     load_ultralytics, load_ultralytics_bytes, ultralytics_bytes, write_atomic,
 };
-use crate::model::{Yolo, YoloConfig};
+use crate::model::{HeadOutput, Yolo, YoloConfig};
 use crate::predict::Detector;
 use crate::runs::unique_run_dir;
 use crate::validate::{validate, ClassTable};
@@ -55,6 +56,10 @@ pub struct TrainRequest {
     /// Multiply the loss by NaN at these global iterations: fault injection for the tests that show a
     /// non-finite loss never reaches the weights, the EMA or a checkpoint. Empty in real runs.
     pub nan_loss_at: Vec<usize>,
+    /// Multiply the (finite) loss by infinity just before backward at these global iterations, so the step
+    /// that sums them sees non-finite gradients: fault injection for the tests of the skipped step and of
+    /// `train.amp_skip_limit`. Empty in real runs.
+    pub inf_grad_at: Vec<usize>,
 }
 
 /// What a run did.
@@ -173,8 +178,10 @@ pub fn train<B: AutodiffBackend>(
     config
         .validate()
         .map_err(|e| YoloError::InvalidConfig(e.to_string()))?;
-    let setup = setup(&request)?;
     let t = &config.train;
+    let device_choice: BackendChoice = t.device.parse().map_err(YoloError::InvalidConfig)?;
+    amp::check_backend(device_choice, t.precision)?;
+    let setup = setup(&request)?;
     // Training batches come from data::loader (mosaic, HSV, perspective, flips; a pure function of
     // (seed, epoch, index), with close_mosaic). Validation goes through `crate::validate`, as `yolo-burn val`
     // does: the loader's rectangular val batches, NMS, boxes back in original pixels, COCO evaluation.
@@ -190,15 +197,32 @@ pub fn train<B: AutodiffBackend>(
         t.max_grad_norm,
     );
     let mut accumulator = GradientsAccumulator::<Yolo<B>>::new();
-    let (mut state, mut ema) = match &request.resume {
+    // The FP32 model (the masters in fp16/bf16, whose `model` section a checkpoint holds) before the compute
+    // model is made from it.
+    let ema_state = match &request.resume {
         Some((paths, checkpoint)) => {
             model = load_ultralytics_bytes(model, checkpoint.model.clone(), &paths.state)?;
+            optimizer.load_record(checkpoint.optimizer.clone(), device);
             let ema_model = load_ultralytics_bytes(
                 model_config.init::<B::InnerBackend>(device),
                 checkpoint.ema.clone(),
                 &paths.state,
             )?;
-            optimizer.load_record(checkpoint.optimizer.clone(), device);
+            Some(ema_model)
+        }
+        None => {
+            if let Some(weights) = &config.model.weights {
+                model = load_ultralytics(model, weights)?;
+            }
+            None
+        }
+    };
+    let (mut amp, compute) =
+        MasterWeights::new(model, t.precision, optimizer, ScalerConfig::from_train(t));
+    let mut model = compute;
+    let (mut state, mut ema) = match (&request.resume, ema_state) {
+        (Some((_, checkpoint)), Some(ema_model)) => {
+            amp.restore(checkpoint.state.amp);
             let pending =
                 grads_from_records::<B, _>(&model, checkpoint.pending_grads.clone(), device);
             if !pending.is_empty() {
@@ -211,10 +235,7 @@ pub fn train<B: AutodiffBackend>(
                 ModelEma::new(ema_model, checkpoint.state.ema_updates),
             )
         }
-        None => {
-            if let Some(weights) = &config.model.weights {
-                model = load_ultralytics(model, weights)?;
-            }
+        _ => {
             let state = TrainState {
                 epochs_done: 0,
                 next_iteration: 0,
@@ -225,11 +246,11 @@ pub fn train<B: AutodiffBackend>(
                 skipped_steps: 0,
                 optimizer: ResolvedOptimizer::new(t, setup.nc, setup.train_index.images.len()),
                 data_seed: t.seed,
-                loss_scale: None,
+                amp: amp.state(),
                 config_toml: config.to_toml_string(),
                 metrics: None,
             };
-            let ema = ModelEma::new(model.valid(), 0);
+            let ema = ModelEma::new(amp.fp32_model(&model), 0);
             (state, ema)
         }
     };
@@ -276,6 +297,10 @@ pub fn train<B: AutodiffBackend>(
         state.optimizer.weight_decay,
         setup.run_dir.display()
     ));
+    say(&format!(
+        "{device_choice}: {}",
+        amp::describe(device_choice, t.precision)
+    ));
     let mut summary = TrainSummary {
         run_dir: setup.run_dir.clone(),
         epochs_done: state.epochs_done,
@@ -298,7 +323,8 @@ pub fn train<B: AutodiffBackend>(
             let ni = epoch * nb + i;
             let plan = schedule.at(epoch, ni);
             lr = plan.hyper.map(|h| h.lr);
-            let out = model.forward(batch.images_tensor::<B>(device));
+            let out = model.forward(amp.to_compute(batch.images_tensor::<B>(device)));
+            let out = head_in_f32(out);
             let mut loss = loss_fn.forward(&out, &batch.loss_targets())?;
             if request.nan_loss_at.contains(&ni) {
                 loss.total = loss.total * f32::NAN;
@@ -313,8 +339,12 @@ pub fn train<B: AutodiffBackend>(
             .map(|p| p.into_scalar().to_f64());
             let total = loss.total.clone().into_scalar().to_f64();
             if total.is_finite() && parts.iter().all(|p| p.is_finite()) {
-                let grads = GradientsParams::from_grads(loss.total.backward(), &model);
-                accumulator.accumulate(&model, grads);
+                let mut scaled = amp.scale_loss(loss.total);
+                if request.inf_grad_at.contains(&ni) {
+                    scaled = scaled * f32::INFINITY;
+                }
+                let grads = GradientsParams::from_grads(scaled.backward(), &model);
+                accumulator.accumulate(&model, amp.grads_to_f32(&model, grads));
                 for (s, p) in sums.iter_mut().zip(parts) {
                     *s += p;
                 }
@@ -331,12 +361,13 @@ pub fn train<B: AutodiffBackend>(
             }
             if ni as i64 - state.last_opt_step >= plan.accumulate as i64 {
                 let grads = accumulator.grads();
-                let (stepped, outcome) = optimizer.step::<B, _>(model, grads, plan.step_hyper());
+                let (stepped, outcome) = amp.step(model, grads, plan.step_hyper());
                 model = stepped;
                 state.last_opt_step = ni as i64;
+                state.amp = amp.state();
                 match outcome {
                     StepOutcome::Applied { .. } => {
-                        if ema.update(&model.valid()).is_err() {
+                        if ema.update(&amp.fp32_model(&model)).is_err() {
                             state.skipped_steps += 1;
                             bar.println(
                                 "warning: non-finite weights after a step; the EMA was not updated",
@@ -345,15 +376,42 @@ pub fn train<B: AutodiffBackend>(
                     }
                     StepOutcome::SkippedNonFinite => {
                         state.skipped_steps += 1;
-                        bar.println("warning: non-finite gradients; optimizer step skipped");
+                        bar.println(format!(
+                            "warning: non-finite gradients; optimizer step skipped{}",
+                            if amp.scaler().enabled() {
+                                format!(", loss scale now {}", amp.scaler().scale())
+                            } else {
+                                String::new()
+                            }
+                        ));
                     }
+                }
+                if amp.consecutive_skips() >= t.amp_skip_limit as u64 {
+                    bar.abandon();
+                    return Err(YoloError::Diverged(format!(
+                        "{} optimizer steps in a row had non-finite gradients (epoch {}, batch {i}{};                          train.amp_skip_limit = {}): the learning rate probably diverges (lower train.lr0) or                          the data holds NaN; weights/last keeps the last good state (epoch {})",
+                        amp.consecutive_skips(),
+                        epoch + 1,
+                        if amp.scaler().enabled() {
+                            format!(", loss scale {}", amp.scaler().scale())
+                        } else {
+                            String::new()
+                        },
+                        t.amp_skip_limit,
+                        state.epochs_done
+                    )));
                 }
             }
             state.next_iteration = ni + 1;
             let n = counted.max(1) as f64;
             let elapsed = epoch_start.elapsed().as_secs_f64().max(1e-9);
+            let scale = if amp.scaler().enabled() {
+                format!(" scale {}", amp.scaler().scale())
+            } else {
+                String::new()
+            };
             bar.set_message(format!(
-                "{}/{} box {:.4} cls {:.4} dfl {:.4} inst {:>3} {:.1} img/s",
+                "{}/{} box {:.4} cls {:.4} dfl {:.4} inst {:>3}{scale} {:.1} img/s",
                 epoch + 1,
                 t.epochs,
                 sums[0] / n,
@@ -407,6 +465,8 @@ pub fn train<B: AutodiffBackend>(
             train: losses,
             val: state.metrics.unwrap_or_default(),
             lr,
+            amp_scale: f64::from(amp.scaler().scale()),
+            amp_skipped_steps: amp.skipped_steps(),
         });
         write_results(&setup.run_dir, &rows)?;
         // Gradients summed since the last step go into the checkpoint, then back into the accumulator.
@@ -420,11 +480,11 @@ pub fn train<B: AutodiffBackend>(
             state: state.clone(),
             model: Vec::new(),
             ema: Vec::new(),
-            optimizer: optimizer.to_record(),
+            optimizer: amp.optimizer().to_record(),
             pending_grads,
         };
-        save(
-            &model,
+        save::<B>(
+            &amp.fp32_model(&model),
             &ema,
             checkpoint,
             &setup.weights_dir,
@@ -467,15 +527,14 @@ pub fn train<B: AutodiffBackend>(
 /// Writes `last` (and `best` when `improved`, and `epoch<N>` every `save_period` epochs), refusing weights that
 /// are not finite so that a corrupt model never replaces a good checkpoint.
 fn save<B: AutodiffBackend>(
-    model: &Yolo<B>,
+    inner: &Yolo<B::InnerBackend>,
     ema: &ModelEma<B::InnerBackend>,
     mut checkpoint: Checkpoint,
     weights_dir: &Path,
     improved: bool,
     save_period: i64,
 ) -> Result<(), YoloError> {
-    let inner = model.valid();
-    if !all_finite(&inner) || !all_finite(&ema.model) {
+    if !all_finite(inner) || !all_finite(&ema.model) {
         eprintln!("warning: non-finite weights; checkpoint not written (the previous one is kept)");
         return Ok(());
     }
@@ -489,7 +548,7 @@ fn save<B: AutodiffBackend>(
         metadata.insert("fitness".to_string(), m.fitness().to_string());
     }
     let ema_bytes = ultralytics_bytes(&ema.model, &last.weights, &metadata)?;
-    checkpoint.model = ultralytics_bytes(&inner, &last.state, &HashMap::new())?;
+    checkpoint.model = ultralytics_bytes(inner, &last.state, &HashMap::new())?;
     checkpoint.ema = ema_bytes.clone();
     let state_bytes = checkpoint.to_bytes()?;
     let mut names = vec!["last".to_string()];
@@ -505,6 +564,20 @@ fn save<B: AutodiffBackend>(
         write_atomic(&paths.state, &state_bytes)?;
     }
     Ok(())
+}
+
+/// The head's outputs in f32 for the loss (a no-op in fp32): the assigner, IoUs, the DFL softmax and the BCE
+/// sums run in f32 whatever the model computes in, as autocast runs them.
+fn head_in_f32<B: AutodiffBackend>(out: HeadOutput<B>) -> HeadOutput<B> {
+    let f32 = burn::tensor::DType::F32;
+    if out.boxes.dtype() == f32 && out.scores.dtype() == f32 {
+        return out;
+    }
+    HeadOutput {
+        boxes: crate::kernels::cast(out.boxes, FloatDType::F32),
+        scores: crate::kernels::cast(out.scores, FloatDType::F32),
+        grids: out.grids,
+    }
 }
 
 fn progress_bar(len: usize, quiet: bool) -> ProgressBar {

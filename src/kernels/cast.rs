@@ -1,0 +1,326 @@
+//! `f16`/`bf16` ⇄ `f32` for the kernels' op boundaries, in parallel and straight through.
+//!
+//! Why not burn-flex's `float_cast`: it converts element by element through a `Vec<f64>` on the calling thread,
+//! so every half-precision conv paid a serial pass and a transient buffer four times the half tensor's size
+//! (at 640 px, batch 16, 210 MB for the stem's output alone), which set the peak memory of an fp16 step. The
+//! `half` crate converts slices with F16C where the CPU has it (detected at run time), and rounds to nearest
+//! even as burn-flex does, so the values are the same.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, FloatDType, Tensor, TensorData};
+use burn_flex::{Flex, FlexTensor};
+use half::slice::HalfFloatSliceExt;
+use half::{bf16, f16};
+
+use super::flex::{cast, f32s, from_primitive, primitive, supported, AdFlexTensor};
+use super::{par_vec, par_vec_of};
+
+/// Elements per parallel chunk: large enough to amortise the task, small enough to split a layer's tensor.
+const CHUNK: usize = 1 << 16;
+
+/// `t`'s values as a contiguous `f32` tensor (no copy when it already is one).
+pub(super) fn to_f32(t: &FlexTensor) -> FlexTensor {
+    let t = t.to_contiguous();
+    let n = t.layout().num_elements();
+    let start = t.layout().start_offset();
+    let widened = match t.dtype() {
+        DType::F16 => {
+            let src = &t.storage::<f16>()[start..start + n];
+            par_vec(n, CHUNK, |i, out| {
+                src[i * CHUNK..i * CHUNK + out.len()].convert_to_f32_slice(out)
+            })
+            .0
+        }
+        DType::BF16 => {
+            let src = &t.storage::<bf16>()[start..start + n];
+            par_vec(n, CHUNK, |i, out| {
+                src[i * CHUNK..i * CHUNK + out.len()].convert_to_f32_slice(out)
+            })
+            .0
+        }
+        _ => return t,
+    };
+    FlexTensor::from_data(TensorData::new(widened, t.layout().shape().to_vec()))
+}
+
+/// `values` (row-major, `shape`) as a tensor of `dtype`: `f32` as they are, `f16`/`bf16` rounded to nearest
+/// even.
+pub(super) fn from_f32(values: Vec<f32>, shape: &[usize], dtype: DType) -> FlexTensor {
+    match dtype {
+        DType::F16 | DType::BF16 => from_f32_slice(&values, shape, dtype),
+        _ => FlexTensor::from_data(TensorData::new(values, shape.to_vec())),
+    }
+}
+
+/// [`from_f32`] from borrowed values.
+fn from_f32_slice(values: &[f32], shape: &[usize], dtype: DType) -> FlexTensor {
+    let n = values.len();
+    let data = match dtype {
+        DType::F16 => TensorData::new(
+            par_vec_of(n, CHUNK, f16::ZERO, |i, out| {
+                out.convert_from_f32_slice(&values[i * CHUNK..i * CHUNK + out.len()])
+            })
+            .0,
+            shape.to_vec(),
+        ),
+        DType::BF16 => TensorData::new(
+            par_vec_of(n, CHUNK, bf16::ZERO, |i, out| {
+                out.convert_from_f32_slice(&values[i * CHUNK..i * CHUNK + out.len()])
+            })
+            .0,
+            shape.to_vec(),
+        ),
+        _ => TensorData::new(values.to_vec(), shape.to_vec()),
+    };
+    FlexTensor::from_data(data)
+}
+
+/// `t` in `to` (f32, f16 or bf16), through our conversions.
+fn convert(t: &FlexTensor, to: DType) -> FlexTensor {
+    if t.dtype() == to {
+        return t.clone();
+    }
+    let wide = to_f32(t);
+    if to == DType::F32 {
+        wide
+    } else {
+        from_f32_slice(f32s(&wide), &wide.layout().shape().to_vec(), to)
+    }
+}
+
+/// `x` cast to `dtype` when `x` is a burn-flex tensor (plain or under autodiff) of a float type the kernels
+/// take, with a backward that casts the gradient back the same way; `Err(x)` otherwise (Burn's cast then).
+pub fn try_cast<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    dtype: FloatDType,
+) -> Result<Tensor<B, D>, Tensor<B, D>> {
+    let to = DType::from(dtype);
+    if !supported(to) {
+        return Err(x);
+    }
+    if x.dtype() == to {
+        return Ok(x);
+    }
+    let p = match cast::<B::FloatTensorPrimitive, FlexTensor>(primitive(x)) {
+        Ok(t) if supported(t.dtype()) => {
+            return Ok(from_primitive(same(convert(&t, to))));
+        }
+        Ok(t) => return Err(from_primitive(same(t))),
+        Err(p) => p,
+    };
+    let t = match cast::<B::FloatTensorPrimitive, AdFlexTensor>(p) {
+        Ok(t) if supported(t.primitive.dtype()) => t,
+        Ok(t) => return Err(from_primitive(same(t))),
+        Err(p) => return Err(from_primitive(p)),
+    };
+    let from = t.primitive.dtype();
+    let out = convert(&t.primitive, to);
+    let out = match CastBackward
+        .prepare::<NoCheckpointing>([t.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(from, out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    };
+    Ok(from_primitive(same(out)))
+}
+
+/// `value` as the type it is known to be.
+fn same<T: 'static, U: 'static>(value: T) -> U {
+    cast(value).unwrap_or_else(|_| unreachable!("the same type"))
+}
+
+#[derive(Debug)]
+struct CastBackward;
+
+impl Backward<Flex, 1> for CastBackward {
+    /// The input's float type, which its gradient takes.
+    type State = DType;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dout = grads.consume::<Flex>(&ops.node);
+        if let Some(node) = ops.parents.into_iter().flatten().next() {
+            grads.register::<Flex>(node.id, convert(&dout, ops.state));
+        }
+    }
+}
+
+/// A contiguous float tensor's values in their own type, read plane by plane as `f32` without widening the
+/// whole tensor first.
+#[derive(Debug, Clone, Copy)]
+pub enum Floats<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+    Bf16(&'a [bf16]),
+}
+
+impl<'a> Floats<'a> {
+    /// The values of `t`, which must be contiguous (`None` otherwise, or for another type).
+    pub(super) fn of(t: &'a FlexTensor) -> Option<Self> {
+        if !t.layout().is_contiguous() {
+            return None;
+        }
+        let n = t.layout().num_elements();
+        let start = t.layout().start_offset();
+        Some(match t.dtype() {
+            DType::F32 => Floats::F32(&t.storage::<f32>()[start..start + n]),
+            DType::F16 => Floats::F16(&t.storage::<f16>()[start..start + n]),
+            DType::BF16 => Floats::Bf16(&t.storage::<bf16>()[start..start + n]),
+            _ => return None,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Floats::F32(v) => v.len(),
+            Floats::F16(v) => v.len(),
+            Floats::Bf16(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `f` of elements `range` as `f32`: the slice itself in `f32`, else a widened copy of just that range.
+    pub fn with_f32<R>(&self, range: std::ops::Range<usize>, f: impl FnOnce(&[f32]) -> R) -> R {
+        let widened = |convert: &dyn Fn(&mut [f32])| {
+            let mut v = vec![0.0f32; range.len()];
+            convert(&mut v);
+            v
+        };
+        match self {
+            Floats::F32(v) => f(&v[range]),
+            Floats::F16(v) => f(&widened(&|out| v[range.clone()].convert_to_f32_slice(out))),
+            Floats::Bf16(v) => f(&widened(&|out| v[range.clone()].convert_to_f32_slice(out))),
+        }
+    }
+}
+
+/// A tensor of `dtype` and `shape` whose `f32` values `write(i, plane)` gives plane by plane (`plane` elements
+/// each, the last maybe fewer), in parallel: in a half type each plane is computed in `f32` and rounded at once,
+/// so no `f32` copy of the whole tensor exists.
+pub(super) fn planes_in(
+    dtype: DType,
+    shape: &[usize],
+    plane: usize,
+    write: impl Fn(usize, &mut [f32]) + Sync + Send,
+) -> FlexTensor {
+    let n: usize = shape.iter().product();
+    let half = |out_len: usize, i: usize| {
+        let mut v = vec![0.0f32; out_len];
+        write(i, &mut v);
+        v
+    };
+    let data = match dtype {
+        DType::F16 => TensorData::new(
+            par_vec_of(n, plane, f16::ZERO, |i, out| {
+                out.convert_from_f32_slice(&half(out.len(), i))
+            })
+            .0,
+            shape.to_vec(),
+        ),
+        DType::BF16 => TensorData::new(
+            par_vec_of(n, plane, bf16::ZERO, |i, out| {
+                out.convert_from_f32_slice(&half(out.len(), i))
+            })
+            .0,
+            shape.to_vec(),
+        ),
+        _ => TensorData::new(par_vec(n, plane, write).0, shape.to_vec()),
+    };
+    FlexTensor::from_data(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+    use burn::tensor::ops::FloatTensorOps;
+    use burn::tensor::FloatDType;
+
+    /// Under autodiff, `try_cast` gives Burn's cast's values and gradient (in the input's type), both ways.
+    #[test]
+    fn tracked_cast_equals_burn_cast_with_its_gradient() {
+        use burn::backend::Autodiff;
+        type Ad = Autodiff<Flex>;
+        let device = Default::default();
+        let values: Vec<f32> = (0..300).map(|i| (i as f32 - 150.0) * 0.37).collect();
+        for (from, to) in [
+            (FloatDType::F32, FloatDType::F16),
+            (FloatDType::F16, FloatDType::F32),
+            (FloatDType::BF16, FloatDType::F32),
+            (FloatDType::F32, FloatDType::BF16),
+            (FloatDType::F16, FloatDType::BF16),
+        ] {
+            let run = |ours: bool| {
+                let x =
+                    Tensor::<Ad, 2>::from_data(TensorData::new(values.clone(), [10, 30]), &device)
+                        .cast(from)
+                        .require_grad();
+                let y = if ours {
+                    try_cast(x.clone(), to).unwrap_or_else(|_| panic!("flex takes {from:?}"))
+                } else {
+                    x.clone().cast(to)
+                };
+                assert_eq!(y.dtype(), DType::from(to));
+                let w = Tensor::<Ad, 2>::from_data(
+                    TensorData::new(
+                        (0..300).map(|i| i as f32 * 0.01).collect::<Vec<_>>(),
+                        [10, 30],
+                    ),
+                    &device,
+                )
+                .cast(to);
+                let grads = (y.clone() * w).sum().backward();
+                let g = x.grad(&grads).unwrap();
+                assert_eq!(g.dtype(), DType::from(from));
+                (
+                    y.into_data().as_bytes().to_vec(),
+                    g.into_data().as_bytes().to_vec(),
+                )
+            };
+            assert_eq!(run(true), run(false), "{from:?} -> {to:?}");
+        }
+    }
+
+    /// Same bits as burn-flex's own cast, both ways, over values spanning the half types' normal, subnormal,
+    /// overflowing and tie-rounding ranges, across several chunks.
+    #[test]
+    fn casts_equal_burn_flex_float_cast() {
+        let n = 3 * CHUNK + 123;
+        let values: Vec<f32> = (0..n)
+            .map(|i| {
+                let x = (i as f32 * 0.618_034).fract() - 0.5;
+                x * 2f32.powi((i % 48) as i32 - 30)
+            })
+            .chain([65504.0, 65520.0, 1e9, -1e-9, f32::NAN, f32::INFINITY])
+            .collect();
+        let shape = [values.len()];
+        for (dtype, float_dtype) in [
+            (DType::F16, FloatDType::F16),
+            (DType::BF16, FloatDType::BF16),
+        ] {
+            let ours = from_f32(values.clone(), &shape, dtype);
+            let theirs = Flex::float_cast(
+                FlexTensor::from_data(TensorData::new(values.clone(), shape)),
+                float_dtype,
+            );
+            assert_eq!(ours.dtype(), dtype);
+            let bits = |t: FlexTensor| t.into_data().as_bytes().to_vec();
+            assert_eq!(
+                bits(ours.clone()),
+                bits(theirs.clone()),
+                "{dtype:?} narrowing"
+            );
+            let back_ours = to_f32(&ours);
+            let back_theirs = Flex::float_cast(theirs, FloatDType::F32);
+            assert_eq!(bits(back_ours), bits(back_theirs), "{dtype:?} widening");
+        }
+    }
+}
