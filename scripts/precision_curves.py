@@ -54,7 +54,7 @@ def main() -> None:
     fig.savefig(args.png, dpi=110)
 
     base = next(iter(runs.values()))
-    print("| precision | mAP50 | mAP50-95 | Δ mAP50-95 vs fp32 (points) | final train box / cls / dfl | max |Δ loss| vs fp32 | skipped steps | final scale | time (s) |")
+    print("| precision | mAP50 | mAP50-95 | Δ mAP50-95 vs fp32 (points) | final train box / cls / dfl | largest train-loss gap to fp32 (any epoch) | skipped steps | final scale | time (s) |")
     print("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
     for name, d in runs.items():
         dmap = 100 * (d["metrics/mAP50-95(B)"][-1] - base["metrics/mAP50-95(B)"][-1])
