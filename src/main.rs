@@ -407,6 +407,7 @@ fn train(args: &TrainArgs) -> Result<()> {
         .map_err(anyhow::Error::msg)
         .context("train.device")?;
     yolo_burn::amp::check_backend(choice, config.train.precision)?;
+    yolo_burn::amp::check_scaler_keys(&config.train)?;
     let request = yolo_burn::train::TrainRequest {
         config,
         resume,
@@ -484,14 +485,7 @@ fn bench_conv(args: &ConvBenchArgs) -> Result<()> {
 
 /// `bench memory`: the bytes of one training step in a precision.
 fn bench_memory(args: &MemoryBenchArgs) -> Result<()> {
-    let choice: BackendChoice = args
-        .backend
-        .parse()
-        .map_err(anyhow::Error::msg)
-        .context("--backend")?;
-    if args.imgsz == 0 || !args.imgsz.is_multiple_of(32) {
-        bail!("--imgsz {} must be a positive multiple of 32", args.imgsz);
-    }
+    let choice = bench_backend(&args.backend, args.imgsz)?;
     yolo_burn::amp::check_backend(choice, args.precision).context("--precision")?;
     let job = yolo_burn::bench::memory::MemoryBench {
         model: YoloConfig::new(args.arch, args.scale, 80),
@@ -883,16 +877,21 @@ fn thousands(n: usize) -> String {
     out
 }
 
-fn bench(args: &BenchArgs) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    let choice: BackendChoice = args
-        .backend
+/// The `--backend` and `--imgsz` of a model benchmark, checked.
+fn bench_backend(backend: &str, imgsz: usize) -> Result<BackendChoice> {
+    let choice: BackendChoice = backend
         .parse()
         .map_err(anyhow::Error::msg)
         .context("--backend")?;
-    if args.imgsz == 0 || !args.imgsz.is_multiple_of(32) {
-        bail!("--imgsz {} must be a positive multiple of 32", args.imgsz);
+    if imgsz == 0 || !imgsz.is_multiple_of(32) {
+        bail!("--imgsz {imgsz} must be a positive multiple of 32");
     }
+    Ok(choice)
+}
+
+fn bench(args: &BenchArgs) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    let choice = bench_backend(&args.backend, args.imgsz)?;
     yolo_burn::kernels::select(args.kernels);
     let job = ModelBench {
         model: YoloConfig::new(args.arch, args.scale, 80),

@@ -393,6 +393,36 @@ fn invalid_scaler_keys_are_refused_by_name() {
     );
 }
 
+/// The scaler's keys change only fp16 runs; set with another precision they are refused, not ignored.
+#[test]
+fn scaler_keys_outside_fp16_are_refused() {
+    for precision in ["fp32", "bf16"] {
+        let config = Config::from_toml_str(
+            "",
+            "t",
+            &[
+                format!("train.precision={precision}"),
+                "train.amp_growth_interval=10".to_string(),
+            ],
+        )
+        .unwrap();
+        let err = yolo_burn::amp::check_scaler_keys(&config.train)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("train.amp_growth_interval"), "{err}");
+        assert!(err.contains("fp16"), "{err}");
+    }
+    let mut config = Config::default();
+    config.train.amp_skip_limit = 5;
+    assert!(
+        yolo_burn::amp::check_scaler_keys(&config.train).is_ok(),
+        "the skip limit serves every precision"
+    );
+    config.train.precision = Precision::Fp16;
+    config.train.amp_init_scale = 8.0;
+    assert!(yolo_burn::amp::check_scaler_keys(&config.train).is_ok());
+}
+
 /// fp16 and bf16 on burn-ndarray (no half types) are refused naming both keys and the devices that can,
 /// with exit code 2, not a panic; whether or not the binary has the ndarray feature.
 #[test]

@@ -41,6 +41,41 @@ pub fn check_backend(device: BackendChoice, precision: Precision) -> Result<(), 
     }
 }
 
+/// Refuses loss-scaler settings that would be ignored: the scaler runs only in fp16, so a non-default
+/// `train.amp_*` scaler key with another precision is an error naming the key, rather than accepted and ignored.
+pub fn check_scaler_keys(train: &crate::config::TrainSection) -> Result<(), YoloError> {
+    if train.precision == Precision::Fp16 {
+        return Ok(());
+    }
+    let defaults = crate::config::TrainSection::default();
+    let set = [
+        (
+            "amp_init_scale",
+            train.amp_init_scale != defaults.amp_init_scale,
+        ),
+        (
+            "amp_growth_factor",
+            train.amp_growth_factor != defaults.amp_growth_factor,
+        ),
+        (
+            "amp_backoff_factor",
+            train.amp_backoff_factor != defaults.amp_backoff_factor,
+        ),
+        (
+            "amp_growth_interval",
+            train.amp_growth_interval != defaults.amp_growth_interval,
+        ),
+    ];
+    match set.iter().find(|(_, changed)| *changed) {
+        Some((key, _)) => Err(YoloError::InvalidConfig(format!(
+            "train.{key} is set, but the loss scaler runs only with train.precision = \"fp16\" (this run is \"{}\"): \
+             remove train.{key} or use train.precision = \"fp16\"",
+            train.precision
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// One line for the run header: the precision, and whether this device has a fast path for it.
 pub fn describe(device: BackendChoice, precision: Precision) -> String {
     let fast = match (device, precision) {

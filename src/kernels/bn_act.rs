@@ -122,13 +122,11 @@ pub fn scale_shift_act(
     act: bool,
 ) -> Vec<f32> {
     super::par_vec(y.len(), hw, |i, o| {
-        let c = i % channels;
-        plane_scale_shift_act(&y[i * hw..][..o.len()], scale[c], shift[c], act, o);
+        scale_shift_act_plane(y, channels, hw, scale, shift, act, i, o)
     })
     .0
 }
 
-/// In place: `y = act(y · scale[c] + shift[c])`.
 /// Plane `i` (of `hw` elements, channel `i % channels`) of [`scale_shift_act`], written into `out`.
 #[allow(clippy::too_many_arguments)]
 pub fn scale_shift_act_plane(
@@ -145,6 +143,7 @@ pub fn scale_shift_act_plane(
     plane_scale_shift_act(&y[i * hw..][..out.len()], scale[c], shift[c], act, out);
 }
 
+/// In place: `y = act(y · scale[c] + shift[c])`.
 pub fn scale_shift_act_in_place(
     y: &mut [f32],
     channels: usize,

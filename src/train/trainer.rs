@@ -181,6 +181,7 @@ pub fn train<B: AutodiffBackend>(
     let t = &config.train;
     let device_choice: BackendChoice = t.device.parse().map_err(YoloError::InvalidConfig)?;
     amp::check_backend(device_choice, t.precision)?;
+    amp::check_scaler_keys(t)?;
     let setup = setup(&request)?;
     // Training batches come from data::loader (mosaic, HSV, perspective, flips; a pure function of
     // (seed, epoch, index), with close_mosaic). Validation goes through `crate::validate`, as `yolo-burn val`
