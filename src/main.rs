@@ -17,7 +17,7 @@ use yolo_burn::data::summary::Summary;
 use yolo_burn::data::DatasetSpec;
 use yolo_burn::data::{read_index, SplitName};
 use yolo_burn::eval::coco::{self, read_detections, CocoGroundTruth};
-use yolo_burn::eval::nms::{ClassMode, NmsConfig};
+use yolo_burn::eval::nms::NmsConfig;
 use yolo_burn::model::weights::{load_ultralytics, read_metadata};
 use yolo_burn::model::yolo::parameter_count;
 use yolo_burn::model::Yolo;
@@ -45,8 +45,9 @@ struct Cli {
 enum Command {
     /// Train a detector: writes <project>/<name>/ (args.toml, results.csv, results.png, weights/{last,best}).
     Train(TrainArgs),
-    /// Evaluate COCO results against COCO ground truth (`--gt`, `--predictions`), as pycocotools does; evaluating
-    /// a checkpoint is not implemented yet.
+    /// Evaluate a checkpoint over a dataset split (`--weights`: Ultralytics' per-class table, pycocotools' stats,
+    /// predictions.json, plots), or COCO results against COCO ground truth (`--gt`, `--predictions`), as
+    /// pycocotools does.
     Val(ValArgs),
     /// Detect objects in images: annotated copies, a JSON file per image, optionally YOLO txt labels.
     Predict(PredictArgs),
@@ -604,21 +605,6 @@ fn load_model(
     Ok((model, names))
 }
 
-/// `[eval]` applied to Ultralytics' NMS defaults for val or predict.
-fn nms_config(config: &Config, base: NmsConfig, conf: f64) -> NmsConfig {
-    NmsConfig {
-        conf: conf as f32,
-        iou: config.eval.iou as f32,
-        max_det: config.eval.max_det,
-        classes: if config.eval.agnostic_nms {
-            ClassMode::Agnostic
-        } else {
-            ClassMode::Aware
-        },
-        ..base
-    }
-}
-
 /// `val --config`: the checkpoint over `eval.split` of the dataset; prints Ultralytics' table and pycocotools'
 /// stats, and writes predictions.json, metrics.json, PR_curve.png and confusion_matrix.png.
 fn val_model(args: &ValArgs) -> Result<()> {
@@ -646,7 +632,7 @@ fn val_model(args: &ValArgs) -> Result<()> {
     let detector = Detector {
         model: &model,
         imgsz: config.train.imgsz,
-        nms: nms_config(&config, NmsConfig::val(), config.eval.val_conf()),
+        nms: NmsConfig::val_with(&config.eval),
     };
     let loader = LoaderConfig::val(&config);
     let validation = validate(&detector, &index, &gt, loader, &Default::default(), None)?;
@@ -704,7 +690,7 @@ fn predict(args: &PredictArgs) -> Result<()> {
     let detector = Detector {
         model: &model,
         imgsz: config.train.imgsz,
-        nms: nms_config(&config, NmsConfig::predict(), config.eval.predict_conf()),
+        nms: NmsConfig::predict_with(&config.eval),
     };
     let dir = create_run_dir(&config.train.project, &args.name, args.exist_ok)?;
     let options = PredictOptions {

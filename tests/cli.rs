@@ -176,3 +176,22 @@ fn data_check_summarises_and_strict_fails_naming_the_file() {
     assert_user_error(&strict, &["data.strict = true"]);
     assert!(stderr(&strict).contains("broken.jpg") || stderr(&strict).contains("ok.txt"));
 }
+
+/// `val --help` says what `val` does today: both of its modes, and no "not implemented".
+#[test]
+fn val_help_describes_both_modes() {
+    let out = yolo_burn(&["--help"]);
+    let help = stdout(&out);
+    let val_line = help
+        .lines()
+        .find(|l| l.trim_start().starts_with("val"))
+        .expect("val in the command list");
+    assert!(!val_line.contains("not implemented"), "{val_line}");
+    let out = yolo_burn(&["val", "--help"]);
+    let text = stdout(&out);
+    assert!(!text.contains("not implemented"), "{text}");
+    assert!(
+        text.contains("checkpoint") && text.contains("pycocotools"),
+        "{text}"
+    );
+}

@@ -6,6 +6,8 @@
 
 use rayon::prelude::*;
 
+use crate::config::EvalSection;
+
 /// Whether boxes of different classes suppress each other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClassMode {
@@ -61,6 +63,31 @@ impl NmsConfig {
             conf: 0.25,
             labels: LabelMode::Best,
             ..Self::val()
+        }
+    }
+
+    /// `[eval]` applied to the validator's settings: what `val` and the trainer's per-epoch validation both
+    /// use, so the two cannot disagree (`conf`, `iou`, `max_det`, `agnostic_nms`).
+    pub fn val_with(eval: &EvalSection) -> Self {
+        Self::val().with_eval(eval, eval.val_conf())
+    }
+
+    /// `[eval]` applied to the predictor's settings.
+    pub fn predict_with(eval: &EvalSection) -> Self {
+        Self::predict().with_eval(eval, eval.predict_conf())
+    }
+
+    fn with_eval(self, eval: &EvalSection, conf: f64) -> Self {
+        Self {
+            conf: conf as f32,
+            iou: eval.iou as f32,
+            max_det: eval.max_det,
+            classes: if eval.agnostic_nms {
+                ClassMode::Agnostic
+            } else {
+                ClassMode::Aware
+            },
+            ..self
         }
     }
 }
@@ -214,6 +241,28 @@ mod tests {
         let boxes = [[0.0, 0.0, 10.0, 10.0], [1.0, 0.0, 11.0, 10.0]];
         let kept = nms_indices(&boxes, &[0.5, 0.9], &[0, 0], &NmsConfig::val());
         assert_eq!(kept, vec![1]);
+    }
+
+    #[test]
+    fn eval_section_reaches_val_and_predict_settings() {
+        let eval = EvalSection {
+            agnostic_nms: true,
+            iou: 0.5,
+            max_det: 7,
+            ..EvalSection::default()
+        };
+        let val = NmsConfig::val_with(&eval);
+        assert_eq!(
+            (val.classes, val.iou, val.max_det, val.labels),
+            (ClassMode::Agnostic, 0.5, 7, LabelMode::Multi)
+        );
+        assert_eq!(val.conf, EvalSection::VAL_CONF as f32);
+        let predict = NmsConfig::predict_with(&eval);
+        assert_eq!(
+            (predict.classes, predict.labels),
+            (ClassMode::Agnostic, LabelMode::Best)
+        );
+        assert_eq!(predict.conf, EvalSection::PREDICT_CONF as f32);
     }
 
     #[test]

@@ -271,12 +271,8 @@ pub fn train<B: AutodiffBackend>(
         .with_cls_gain(t.cls_gain)
         .with_dfl_gain(t.dfl_gain)
         .init();
-    let nms = NmsConfig {
-        conf: config.eval.val_conf() as f32,
-        iou: config.eval.iou as f32,
-        max_det: config.eval.max_det,
-        ..NmsConfig::val()
-    };
+    // The same NMS as `yolo-burn val` (eval.conf, iou, max_det, agnostic_nms).
+    let nms = NmsConfig::val_with(&config.eval);
     let results_path = setup.run_dir.join("results.csv");
     let mut rows = read_rows(&results_path, state.epochs_done);
     let time_offset = rows.last().map_or(0.0, |r| r.time_s);
