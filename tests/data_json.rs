@@ -569,3 +569,72 @@ fn objects365_official_names_keep_json_spelling() {
         "Dinning Table"
     );
 }
+
+/// A JSON whose listed images are all absent from the folder the reader searched is an error naming that
+/// folder and `data.images`, not an empty dataset; pointing `data.images` at them reads all 128.
+#[test]
+fn json_with_every_image_missing_names_the_folder_and_data_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("instances.json");
+    fs::copy(
+        shared_datasets().join("coco-json/instances_train2017_coco128.json"),
+        &json,
+    )
+    .unwrap();
+    let split = yolo_burn::data::SplitName::Train;
+    let err = yolo_burn::data::read_index(&json, None, split)
+        .unwrap_err()
+        .to_string();
+    for needle in [
+        "none of the 128 images",
+        &dir.path().display().to_string(),
+        "data.images",
+    ] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    let images = shared_datasets().join("coco128/images/train2017");
+    let index = yolo_burn::data::read_index(&json, Some(&images), split).unwrap();
+    assert_eq!(index.images.len(), 128);
+}
+
+/// A split whose every image is unreadable: the loader says so, with the counts by kind, instead of only "no
+/// images".
+#[test]
+fn empty_split_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    for split in ["train", "val"] {
+        let images = dir.path().join("images").join(split);
+        let labels = dir.path().join("labels").join(split);
+        fs::create_dir_all(&images).unwrap();
+        fs::create_dir_all(&labels).unwrap();
+        for i in 0..3 {
+            fs::write(images.join(format!("{i}.jpg")), b"not a jpeg").unwrap();
+            fs::write(labels.join(format!("{i}.txt")), "0 0.5 0.5 0.2 0.2\n").unwrap();
+        }
+    }
+    let yaml = dir.path().join("d.yaml");
+    fs::write(
+        &yaml,
+        format!(
+            "path: {}\ntrain: images/train\nval: images/val\nnames: [a]\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let index =
+        yolo_burn::data::read_index(&yaml, None, yolo_burn::data::SplitName::Train).unwrap();
+    assert!(index.images.is_empty());
+    let config = yolo_burn::config::Config::default();
+    let err = yolo_burn::data::loader::Loader::new(
+        &index,
+        yolo_burn::data::loader::LoaderConfig::train(&config).unwrap(),
+    )
+    .err()
+    .expect("an empty split is refused")
+    .to_string();
+    assert!(
+        err.contains("every image it lists was skipped (3 unreadable image"),
+        "{err}"
+    );
+    assert!(err.contains("data check"), "{err}");
+}

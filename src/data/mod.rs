@@ -103,9 +103,40 @@ fn json_split(path: &Path, images: Option<&Path>) -> Result<Index, YoloError> {
     }
     let cache_path = path.with_extension("yolo-burn-cache");
     if let Some(cached) = cache::load(&cache_path, &fingerprint) {
-        return Ok(cached);
+        return no_images_found(path, images, cached);
     }
     verify::verify_images(&mut index);
     cache::store(&cache_path, &fingerprint, &index);
-    Ok(index)
+    no_images_found(path, images, index)
+}
+
+/// A JSON whose listed images are all missing is an error that names the folder searched and `data.images`,
+/// instead of an empty dataset (the usual cause: the images live elsewhere than the reader guessed).
+fn no_images_found(path: &Path, images: Option<&Path>, index: Index) -> Result<Index, YoloError> {
+    let missing: Vec<&Problem> = index
+        .problems
+        .items
+        .iter()
+        .filter(|p| p.kind == ProblemKind::MissingImage)
+        .collect();
+    if !index.images.is_empty() || missing.is_empty() {
+        return Ok(index);
+    }
+    let folder = missing[0]
+        .file
+        .parent()
+        .map_or_else(|| ".".to_string(), |d| d.display().to_string());
+    let how = match images {
+        Some(_) => "data.images",
+        None => "data.images is unset, so the reader looked beside the JSON",
+    };
+    Err(YoloError::Dataset {
+        path: path.into(),
+        line: None,
+        detail: format!(
+            "none of the {} images it lists was found in {folder} ({how}); set data.images to the folder \
+             that holds them (e.g. --set data.images=path/to/images)",
+            missing.len()
+        ),
+    })
 }

@@ -157,9 +157,24 @@ impl Loader {
     /// A loader over `index`; refuses an empty split, a zero batch or an imgsz that is not a multiple of 32.
     pub fn new(index: &Index, config: LoaderConfig) -> Result<Self, YoloError> {
         if index.images.is_empty() {
-            return Err(YoloError::InvalidConfig(
-                "the dataset split has no images; check data.dataset".into(),
-            ));
+            let skipped: Vec<String> = index
+                .problems
+                .counts()
+                .into_iter()
+                .filter(|(kind, _)| kind.drops_image())
+                .map(|(kind, n)| format!("{n} {kind}"))
+                .collect();
+            let why = if skipped.is_empty() {
+                "it lists none".to_string()
+            } else {
+                format!(
+                    "every image it lists was skipped ({}; `yolo-burn data check` names each file)",
+                    skipped.join(", ")
+                )
+            };
+            return Err(YoloError::InvalidConfig(format!(
+                "the dataset split has no images: {why}; check data.dataset (and data.images for a JSON dataset)"
+            )));
         }
         if config.batch == 0 {
             return Err(YoloError::InvalidConfig(
