@@ -1,5 +1,6 @@
 //! The `yolo-burn` command line: parse, load the config, dispatch. Errors print once, here, and exit 2.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,7 +19,8 @@ use yolo_burn::data::DatasetSpec;
 use yolo_burn::data::{read_index, SplitName};
 use yolo_burn::eval::coco::{self, read_detections, CocoGroundTruth};
 use yolo_burn::eval::nms::NmsConfig;
-use yolo_burn::model::weights::{load_ultralytics, read_metadata};
+use yolo_burn::model::meta::{resolve as resolve_weights, WeightsMeta};
+use yolo_burn::model::weights::load_ultralytics;
 use yolo_burn::model::yolo::parameter_count;
 use yolo_burn::model::Yolo;
 use yolo_burn::model::{Layer, YoloConfig};
@@ -94,9 +96,9 @@ struct PreviewArgs {
 /// The config file and its overrides, shared by every subcommand.
 #[derive(Args, Debug)]
 struct ConfigArgs {
-    /// TOML config file.
-    #[arg(long, short, default_value = "configs/yolo.toml")]
-    config: PathBuf,
+    /// TOML config file; without it, the built-in defaults (documented in configs/yolo.toml).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
     /// Override a config key, e.g. `--set train.epochs=10 --set model.scale=s` (repeatable).
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
     overrides: Vec<String>,
@@ -105,9 +107,22 @@ struct ConfigArgs {
 impl ConfigArgs {
     /// The config, with its `train.kernels` choice applied to every model this process runs.
     fn load(&self) -> Result<Config> {
-        let config = Config::load(&self.config, &self.overrides)?;
+        let config = match &self.config {
+            Some(path) => Config::load(path, &self.overrides)?,
+            None => Config::from_defaults(&self.overrides)?,
+        };
         yolo_burn::kernels::select(config.train.kernels);
         Ok(config)
+    }
+
+    /// The `section.key`s the config file and `--set` give (the rest are built-in defaults).
+    fn explicit_keys(&self) -> BTreeSet<String> {
+        let text = self
+            .config
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default();
+        Config::explicit_keys(&text, &self.overrides)
     }
 }
 
@@ -576,33 +591,27 @@ fn val(args: &ValArgs) -> Result<()> {
     Ok(())
 }
 
-/// The model the config describes, with `weights` (or `model.weights`) loaded; `nc` is `model.nc`, else
-/// `dataset_nc`, else the number of names in the weights' metadata.
+/// The model a weights file holds (`--weights`, or `model.weights`), built as its metadata describes it and the
+/// config where the metadata is silent (`model::meta::resolve`), with the weights loaded; its class names (the
+/// metadata's, else `class<i>`) and input size. `fallback_nc`: the class count when neither says (a dataset's).
 fn load_model(
+    args: &ConfigArgs,
     config: &Config,
     weights: Option<&PathBuf>,
-    dataset_nc: Option<usize>,
-) -> Result<(Yolo<backend::Cpu>, Vec<String>)> {
+    fallback_nc: Option<usize>,
+) -> Result<(Yolo<backend::Cpu>, Vec<String>, usize)> {
     let Some(path) = weights.or(config.model.weights.as_ref()) else {
         bail!("no weights: pass --weights FILE or set model.weights (an Ultralytics-layout .safetensors)");
     };
-    let metadata = read_metadata(path).with_context(|| format!("--weights {}", path.display()))?;
-    let meta_names: Option<Vec<String>> = metadata
-        .get("names")
-        .and_then(|n| serde_json::from_str(n).ok());
-    let nc = config
-        .model
-        .nc
-        .or(dataset_nc)
-        .or(meta_names.as_ref().map(Vec::len))
-        .context("cannot tell the number of classes: set model.nc")?;
-    let model = YoloConfig::new(config.model.arch, config.model.scale, nc)
-        .init::<backend::Cpu>(&Default::default());
+    let meta = WeightsMeta::read(path).with_context(|| format!("--weights {}", path.display()))?;
+    let resolved = resolve_weights(&meta, path, config, &args.explicit_keys(), fallback_nc)?;
+    let nc = resolved.model.nc;
+    let model = resolved.model.init::<backend::Cpu>(&Default::default());
     let model = load_ultralytics(model, path)?;
-    let names = meta_names
-        .filter(|n| n.len() == nc)
+    let names = resolved
+        .names
         .unwrap_or_else(|| (0..nc).map(|i| format!("class{i}")).collect());
-    Ok((model, names))
+    Ok((model, names, resolved.imgsz))
 }
 
 /// `val --config`: the checkpoint over `eval.split` of the dataset; prints Ultralytics' table and pycocotools'
@@ -628,10 +637,24 @@ fn val_model(args: &ValArgs) -> Result<()> {
     } else {
         CocoGroundTruth::from_index(&index)
     };
-    let (model, _) = load_model(&config, args.weights.as_ref(), Some(index.nc()))?;
+    let (model, names, imgsz) = load_model(
+        &args.config,
+        &config,
+        args.weights.as_ref(),
+        Some(index.nc()),
+    )?;
+    let model_nc = names.len();
+    if model_nc != index.nc() {
+        bail!(
+            "the weights detect {model_nc} classes but {} has {}: evaluate them on the dataset they were \
+             trained for (data.dataset)",
+            dataset.display(),
+            index.nc()
+        );
+    }
     let detector = Detector {
         model: &model,
-        imgsz: config.train.imgsz,
+        imgsz,
         nms: NmsConfig::val_with(&config.eval),
     };
     let loader = LoaderConfig::val(&config);
@@ -677,7 +700,8 @@ fn predict(args: &PredictArgs) -> Result<()> {
     let dataset_names = DatasetSpec::read(&config.data.dataset)
         .ok()
         .map(|spec| spec.names);
-    let (model, mut names) = load_model(
+    let (model, mut names, imgsz) = load_model(
+        &args.config,
         &config,
         args.weights.as_ref(),
         dataset_names.as_ref().map(Vec::len),
@@ -689,7 +713,7 @@ fn predict(args: &PredictArgs) -> Result<()> {
     }
     let detector = Detector {
         model: &model,
-        imgsz: config.train.imgsz,
+        imgsz,
         nms: NmsConfig::predict_with(&config.eval),
     };
     let dir = create_run_dir(&config.train.project, &args.name, args.exist_ok)?;
@@ -768,18 +792,40 @@ fn data_check(args: &DataCheckArgs) -> Result<()> {
 fn info(args: &InfoArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
     let config = args.config.load()?;
-    let (nc, nc_source) = match config.model.nc {
-        Some(nc) => (nc, "model.nc"),
-        None => (80, "model.nc unset, so 80 as in the Ultralytics yaml"),
+    let weights = args.weights.as_ref().or(config.model.weights.as_ref());
+    let (model_config, nc_source, imgsz) = match weights {
+        // The weights' metadata describes the model (arch, scale, nc, imgsz) where the config does not.
+        Some(path) => {
+            let meta =
+                WeightsMeta::read(path).with_context(|| format!("--weights {}", path.display()))?;
+            let source = if meta.nc.is_some() {
+                "from the weights"
+            } else {
+                "model.nc"
+            };
+            let resolved =
+                resolve_weights(&meta, path, &config, &args.config.explicit_keys(), Some(80))?;
+            (resolved.model, source, resolved.imgsz)
+        }
+        None => {
+            let (nc, source) = match config.model.nc {
+                Some(nc) => (nc, "model.nc"),
+                None => (80, "model.nc unset, so 80 as in the Ultralytics yaml"),
+            };
+            (
+                YoloConfig::new(config.model.arch, config.model.scale, nc),
+                source,
+                config.train.imgsz,
+            )
+        }
     };
-    let model_config = YoloConfig::new(config.model.arch, config.model.scale, nc);
+    let nc = model_config.nc;
     let device = Default::default();
     let mut model = model_config.init::<backend::Cpu>(&device);
-    if let Some(path) = args.weights.as_ref().or(config.model.weights.as_ref()) {
+    if let Some(path) = weights {
         model = load_ultralytics(model, path)?;
         writeln!(out, "weights: {} loaded, every key matched", path.display())?;
     }
-    let imgsz = config.train.imgsz;
     writeln!(
         out,
         "{:>3}  {:<8} {:>10}  arguments",

@@ -117,6 +117,32 @@ impl Config {
         })
     }
 
+    /// The built-in defaults (what `configs/yolo.toml` documents) with `overrides` applied: the config of a
+    /// subcommand run without `--config`, so the binary works from any folder.
+    pub fn from_defaults(overrides: &[String]) -> Result<Config, ConfigError> {
+        Self::from_toml_str("", "the built-in defaults", overrides)
+    }
+
+    /// The `section.key`s that config `text` and `overrides` set, as opposed to those left at their built-in
+    /// defaults (e.g. so that a checkpoint's own description wins over a default but not over a user's choice).
+    /// Text that does not parse sets nothing (reading the config reports it).
+    pub fn explicit_keys(text: &str, overrides: &[String]) -> std::collections::BTreeSet<String> {
+        let mut keys = std::collections::BTreeSet::new();
+        if let Ok(table) = text.parse::<Table>() {
+            for (section, value) in &table {
+                if let Some(inner) = value.as_table() {
+                    keys.extend(inner.keys().map(|k| format!("{section}.{k}")));
+                }
+            }
+        }
+        keys.extend(
+            overrides
+                .iter()
+                .filter_map(|o| o.split_once('=').map(|(k, _)| k.trim().to_string())),
+        );
+        keys
+    }
+
     /// Checks every value of an already built config (e.g. one changed in code) by the same rules as a file.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let table = self.to_table()?;

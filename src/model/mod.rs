@@ -3,6 +3,7 @@
 pub mod blocks;
 pub mod conv;
 pub mod head;
+pub mod meta;
 pub mod scale;
 pub mod weights;
 pub mod yolo;

@@ -34,6 +34,7 @@ use crate::data::{read_index, Index, SplitName};
 use crate::eval::coco::CocoGroundTruth;
 use crate::eval::nms::NmsConfig;
 use crate::loss::DetectionLossConfig;
+use crate::model::meta::WeightsMeta;
 use crate::model::weights::{
     load_ultralytics, load_ultralytics_bytes, ultralytics_bytes, write_atomic,
 };
@@ -273,6 +274,14 @@ pub fn train<B: AutodiffBackend>(
         .init();
     // The same NMS as `yolo-burn val` (eval.conf, iou, max_det, agnostic_nms).
     let nms = NmsConfig::val_with(&config.eval);
+    // What the saved weights say about themselves, so predict, val and info need only the file.
+    let describe = WeightsMeta {
+        arch: Some(config.model.arch),
+        scale: Some(config.model.scale),
+        nc: Some(setup.nc),
+        names: Some(setup.train_index.names.clone()),
+        imgsz: Some(t.imgsz),
+    };
     let results_path = setup.run_dir.join("results.csv");
     let mut rows = read_rows(&results_path, state.epochs_done);
     let time_offset = rows.last().map_or(0.0, |r| r.time_s);
@@ -483,6 +492,7 @@ pub fn train<B: AutodiffBackend>(
         save::<B>(
             &amp.fp32_model(&model),
             &ema,
+            &describe,
             checkpoint,
             &setup.weights_dir,
             improved,
@@ -523,9 +533,11 @@ pub fn train<B: AutodiffBackend>(
 
 /// Writes `last` (and `best` when `improved`, and `epoch<N>` every `save_period` epochs), refusing weights that
 /// are not finite so that a corrupt model never replaces a good checkpoint.
+#[allow(clippy::too_many_arguments)]
 fn save<B: AutodiffBackend>(
     inner: &Yolo<B::InnerBackend>,
     ema: &ModelEma<B::InnerBackend>,
+    describe: &WeightsMeta,
     mut checkpoint: Checkpoint,
     weights_dir: &Path,
     improved: bool,
@@ -537,6 +549,7 @@ fn save<B: AutodiffBackend>(
     }
     let last = CheckpointPaths::new(weights_dir, "last");
     let mut metadata = HashMap::new();
+    describe.to_metadata(&mut metadata);
     metadata.insert(
         "epoch".to_string(),
         checkpoint.state.epochs_done.to_string(),
