@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use yolo_burn::backend::{self, BackendChoice};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use yolo_burn::backend::{self, BackendChoice, BackendJob};
 use yolo_burn::bench::loader::LoaderBench;
 use yolo_burn::bench::ModelBench;
 use yolo_burn::config::{Arch, Config, Kernels, Precision, ScaleName, Split};
@@ -16,7 +17,7 @@ use yolo_burn::data::loader::{Loader, LoaderConfig};
 use yolo_burn::data::preview::render_batch;
 use yolo_burn::data::summary::Summary;
 use yolo_burn::data::DatasetSpec;
-use yolo_burn::data::{read_index, SplitName};
+use yolo_burn::data::{read_index, Index, SplitName};
 use yolo_burn::eval::coco::{self, read_detections, CocoGroundTruth};
 use yolo_burn::eval::nms::NmsConfig;
 use yolo_burn::model::meta::{resolve as resolve_weights, WeightsMeta};
@@ -24,11 +25,11 @@ use yolo_burn::model::weights::load_ultralytics;
 use yolo_burn::model::yolo::parameter_count;
 use yolo_burn::model::Yolo;
 use yolo_burn::model::{Layer, YoloConfig};
-use yolo_burn::predict::run::{predict_files, PredictOptions};
+use yolo_burn::predict::run::{predict_files, PredictOptions, PredictSummary};
 use yolo_burn::predict::sources::expand;
 use yolo_burn::predict::Detector;
 use yolo_burn::runs::create_run_dir;
-use yolo_burn::validate::{validate, ClassTable};
+use yolo_burn::validate::{validate, ClassTable, Validation};
 use yolo_burn::validate_plots::{confusion_matrix, pr_curve};
 use yolo_burn::YoloError;
 
@@ -594,19 +595,20 @@ fn val(args: &ValArgs) -> Result<()> {
 /// The model a weights file holds (`--weights`, or `model.weights`), built as its metadata describes it and the
 /// config where the metadata is silent (`model::meta::resolve`), with the weights loaded; its class names (the
 /// metadata's, else `class<i>`) and input size. `fallback_nc`: the class count when neither says (a dataset's).
-fn load_model(
+fn load_model<B: Backend>(
     args: &ConfigArgs,
     config: &Config,
     weights: Option<&PathBuf>,
     fallback_nc: Option<usize>,
-) -> Result<(Yolo<backend::Cpu>, Vec<String>, usize)> {
+    device: &B::Device,
+) -> Result<(Yolo<B>, Vec<String>, usize)> {
     let Some(path) = weights.or(config.model.weights.as_ref()) else {
         bail!("no weights: pass --weights FILE or set model.weights (an Ultralytics-layout .safetensors)");
     };
     let meta = WeightsMeta::read(path).with_context(|| format!("--weights {}", path.display()))?;
     let resolved = resolve_weights(&meta, path, config, &args.explicit_keys(), fallback_nc)?;
     let nc = resolved.model.nc;
-    let model = resolved.model.init::<backend::Cpu>(&Default::default());
+    let model = resolved.model.init::<B>(device);
     let model = load_ultralytics(model, path)?;
     let names = resolved
         .names
@@ -637,28 +639,13 @@ fn val_model(args: &ValArgs) -> Result<()> {
     } else {
         CocoGroundTruth::from_index(&index)
     };
-    let (model, names, imgsz) = load_model(
-        &args.config,
-        &config,
-        args.weights.as_ref(),
-        Some(index.nc()),
-    )?;
-    let model_nc = names.len();
-    if model_nc != index.nc() {
-        bail!(
-            "the weights detect {model_nc} classes but {} has {}: evaluate them on the dataset they were \
-             trained for (data.dataset)",
-            dataset.display(),
-            index.nc()
-        );
-    }
-    let detector = Detector {
-        model: &model,
-        imgsz,
-        nms: NmsConfig::val_with(&config.eval),
+    let job = ValJob {
+        args,
+        config: &config,
+        index: &index,
+        gt: &gt,
     };
-    let loader = LoaderConfig::val(&config);
-    let validation = validate(&detector, &index, &gt, loader, &Default::default(), None)?;
+    let validation = backend::dispatch(device_choice(&config)?, job)??;
     let dir = create_run_dir(&config.train.project, &args.name, args.exist_ok)?;
     let write = |name: &str, bytes: &[u8]| {
         let path = dir.join(name);
@@ -693,6 +680,99 @@ fn val_model(args: &ValArgs) -> Result<()> {
     Ok(())
 }
 
+/// The backend `train.device` names (val, predict and info run there too, as training does).
+fn device_choice(config: &Config) -> Result<BackendChoice> {
+    config
+        .train
+        .device
+        .parse()
+        .map_err(anyhow::Error::msg)
+        .context("train.device")
+}
+
+/// `val`'s model work on the chosen backend: the weights loaded as their metadata says, then the split.
+struct ValJob<'a> {
+    args: &'a ValArgs,
+    config: &'a Config,
+    index: &'a Index,
+    gt: &'a CocoGroundTruth,
+}
+
+impl BackendJob for ValJob<'_> {
+    type Output = Result<Validation>;
+
+    fn run<AB: AutodiffBackend>(self, device: AB::Device) -> Self::Output {
+        let (model, names, imgsz) = load_model::<AB::InnerBackend>(
+            &self.args.config,
+            self.config,
+            self.args.weights.as_ref(),
+            Some(self.index.nc()),
+            &device,
+        )?;
+        if names.len() != self.index.nc() {
+            bail!(
+                "the weights detect {} classes but {} has {}: evaluate them on the dataset they were \
+                 trained for (data.dataset)",
+                names.len(),
+                self.config.data.dataset.display(),
+                self.index.nc()
+            );
+        }
+        let detector = Detector {
+            model: &model,
+            imgsz,
+            nms: NmsConfig::val_with(&self.config.eval),
+        };
+        let loader = LoaderConfig::val(self.config);
+        Ok(validate(
+            &detector, self.index, self.gt, loader, &device, None,
+        )?)
+    }
+}
+
+/// `predict`'s model work on the chosen backend.
+struct PredictJob<'a> {
+    args: &'a PredictArgs,
+    config: &'a Config,
+    sources: &'a [PathBuf],
+    dataset_names: Option<Vec<String>>,
+}
+
+impl BackendJob for PredictJob<'_> {
+    type Output = Result<(PathBuf, PredictSummary)>;
+
+    fn run<AB: AutodiffBackend>(self, device: AB::Device) -> Self::Output {
+        let (args, config) = (self.args, self.config);
+        let (model, mut names, imgsz) = load_model::<AB::InnerBackend>(
+            &args.config,
+            config,
+            args.weights.as_ref(),
+            self.dataset_names.as_ref().map(Vec::len),
+            &device,
+        )?;
+        if let Some(dataset_names) = self
+            .dataset_names
+            .filter(|n| n.len() == names.len() && names[0] == "class0")
+        {
+            names = dataset_names;
+        }
+        let detector = Detector {
+            model: &model,
+            imgsz,
+            nms: NmsConfig::predict_with(&config.eval),
+        };
+        let dir = create_run_dir(&config.train.project, &args.name, args.exist_ok)?;
+        let options = PredictOptions {
+            names: &names,
+            out_dir: &dir,
+            save_txt: args.save_txt,
+            progress: !args.quiet,
+        };
+        let summary = predict_files(&detector, self.sources, &options, &device)?;
+        Ok((dir, summary))
+    }
+}
+
 /// `predict`: detections for every source image, written to a run folder.
 fn predict(args: &PredictArgs) -> Result<()> {
     let config = args.config.load()?;
@@ -700,30 +780,13 @@ fn predict(args: &PredictArgs) -> Result<()> {
     let dataset_names = DatasetSpec::read(&config.data.dataset)
         .ok()
         .map(|spec| spec.names);
-    let (model, mut names, imgsz) = load_model(
-        &args.config,
-        &config,
-        args.weights.as_ref(),
-        dataset_names.as_ref().map(Vec::len),
-    )?;
-    if let Some(dataset_names) =
-        dataset_names.filter(|n| n.len() == names.len() && names[0] == "class0")
-    {
-        names = dataset_names;
-    }
-    let detector = Detector {
-        model: &model,
-        imgsz,
-        nms: NmsConfig::predict_with(&config.eval),
+    let job = PredictJob {
+        args,
+        config: &config,
+        sources: &sources,
+        dataset_names,
     };
-    let dir = create_run_dir(&config.train.project, &args.name, args.exist_ok)?;
-    let options = PredictOptions {
-        names: &names,
-        out_dir: &dir,
-        save_txt: args.save_txt,
-        progress: !args.quiet,
-    };
-    let summary = predict_files(&detector, &sources, &options, &Default::default())?;
+    let (dir, summary) = backend::dispatch(device_choice(&config)?, job)??;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -819,37 +882,63 @@ fn info(args: &InfoArgs) -> Result<()> {
             )
         }
     };
-    let nc = model_config.nc;
-    let device = Default::default();
-    let mut model = model_config.init::<backend::Cpu>(&device);
-    if let Some(path) = weights {
-        model = load_ultralytics(model, path)?;
-        writeln!(out, "weights: {} loaded, every key matched", path.display())?;
-    }
-    writeln!(
-        out,
-        "{:>3}  {:<8} {:>10}  arguments",
-        "", "module", "params"
-    )?;
-    for (i, layer) in model.model.iter().enumerate() {
-        let (name, detail) = describe(layer, config.model.arch);
+    let job = InfoJob {
+        model_config,
+        weights: weights.cloned(),
+        nc_source,
+        imgsz,
+    };
+    let text = backend::dispatch(device_choice(&config)?, job)??;
+    write!(out, "{text}")?;
+    Ok(())
+}
+
+/// `info`'s model work on the chosen backend: build, load the weights, and the table as text.
+struct InfoJob {
+    model_config: YoloConfig,
+    weights: Option<PathBuf>,
+    nc_source: &'static str,
+    imgsz: usize,
+}
+
+impl BackendJob for InfoJob {
+    type Output = Result<String>;
+
+    fn run<AB: AutodiffBackend>(self, device: AB::Device) -> Self::Output {
+        use std::fmt::Write as _;
+        let (model_config, imgsz, nc) = (&self.model_config, self.imgsz, self.model_config.nc);
+        let mut out = String::new();
+        let mut model = model_config.init::<AB::InnerBackend>(&device);
+        if let Some(path) = &self.weights {
+            model = load_ultralytics(model, path)?;
+            writeln!(out, "weights: {} loaded, every key matched", path.display())?;
+        }
         writeln!(
             out,
-            "{i:>3}  {name:<8} {:>10}  {detail}",
-            thousands(parameter_count(layer))
+            "{:>3}  {:<8} {:>10}  arguments",
+            "", "module", "params"
         )?;
+        for (i, layer) in model.model.iter().enumerate() {
+            let (name, detail) = describe(layer, model_config.arch);
+            writeln!(
+                out,
+                "{i:>3}  {name:<8} {:>10}  {detail}",
+                thousands(parameter_count(layer))
+            )?;
+        }
+        let params = model.num_parameters();
+        let frozen = 16; // DFL's fixed conv
+        writeln!(out,
+            "{} summary ({nc} classes, {}): {} layers, {} parameters, {} gradients, {:.1} GFLOPs at {imgsz}x{imgsz}",
+            title(model_config),
+            self.nc_source,
+            model.model.len(),
+            thousands(params),
+            thousands(params - frozen),
+            model.gflops([imgsz, imgsz]),
+        )?;
+        Ok(out)
     }
-    let params = model.num_parameters();
-    let frozen = 16; // DFL's fixed conv
-    writeln!(out,
-        "{} summary ({nc} classes, {nc_source}): {} layers, {} parameters, {} gradients, {:.1} GFLOPs at {imgsz}x{imgsz}",
-        title(&model_config),
-        model.model.len(),
-        thousands(params),
-        thousands(params - frozen),
-        model.gflops([imgsz, imgsz]),
-    )?;
-    Ok(())
 }
 
 fn title(config: &YoloConfig) -> String {

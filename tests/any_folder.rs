@@ -92,6 +92,8 @@ fn empty_folder_info_data_check_train_predict_need_no_config() {
         ],
     ));
     assert!(predicted.contains("1 images"), "{predicted}");
+    let validated = ok(&run(here, &["val", "--weights", best]));
+    assert!(validated.contains("Average Precision"), "{validated}");
 
     // A choice that contradicts the weights is refused, naming the key and both values.
     let out = run(
@@ -109,4 +111,21 @@ fn empty_folder_info_data_check_train_predict_need_no_config() {
     assert_user_error(&out, &["model.scale = s", "says n", best]);
     let out = run(here, &["info", "--weights", best, "--set", "model.nc=3"]);
     assert_user_error(&out, &["model.nc = 3", "says 6"]);
+
+    // val, predict and info run where train.device says, as train does: here a backend this build may lack.
+    let image = image.to_str().unwrap();
+    for args in [
+        vec!["info", "--weights", best],
+        vec!["predict", "--quiet", "--weights", best, "--source", image],
+        vec!["val", "--weights", best],
+    ] {
+        let mut args = args;
+        args.extend(["--set", "train.device=ndarray"]);
+        let out = run(here, &args);
+        if cfg!(feature = "ndarray") {
+            ok(&out);
+        } else {
+            assert_user_error(&out, &["burn-ndarray", "--features ndarray"]);
+        }
+    }
 }
