@@ -645,7 +645,7 @@ fn val_model(args: &ValArgs) -> Result<()> {
         index: &index,
         gt: &gt,
     };
-    let validation = backend::dispatch(device_choice(&config)?, job)??;
+    let (validation, about) = backend::dispatch(device_choice(&config)?, job)??;
     let dir = create_run_dir(&config.train.project, &args.name, args.exist_ok)?;
     let write = |name: &str, bytes: &[u8]| {
         let path = dir.join(name);
@@ -674,6 +674,7 @@ fn val_model(args: &ValArgs) -> Result<()> {
         confusion_matrix(&validation.evaluation, &index.names),
     )?;
     let mut out = std::io::stdout().lock();
+    writeln!(out, "{about}")?;
     write!(out, "{}", ClassTable(&validation.rows))?;
     write!(out, "{}", validation.evaluation.stats.to_pycocotools_text())?;
     writeln!(out, "results saved to {}", dir.display())?;
@@ -699,7 +700,8 @@ struct ValJob<'a> {
 }
 
 impl BackendJob for ValJob<'_> {
-    type Output = Result<Validation>;
+    /// The validation, and a line naming the model and input size it ran at.
+    type Output = Result<(Validation, String)>;
 
     fn run<AB: AutodiffBackend>(self, device: AB::Device) -> Self::Output {
         let (model, names, imgsz) = load_model::<AB::InnerBackend>(
@@ -709,6 +711,11 @@ impl BackendJob for ValJob<'_> {
             Some(self.index.nc()),
             &device,
         )?;
+        let about = format!(
+            "val: {} images at imgsz {imgsz}, {} classes",
+            self.index.images.len(),
+            names.len()
+        );
         if names.len() != self.index.nc() {
             bail!(
                 "the weights detect {} classes but {} has {}: evaluate them on the dataset they were \
@@ -723,10 +730,12 @@ impl BackendJob for ValJob<'_> {
             imgsz,
             nms: NmsConfig::val_with(&self.config.eval),
         };
-        let loader = LoaderConfig::val(self.config);
-        Ok(validate(
-            &detector, self.index, self.gt, loader, &device, None,
-        )?)
+        // The loader letterboxes to the resolved size (the weights' imgsz unless train.imgsz is set).
+        let mut config = self.config.clone();
+        config.train.imgsz = imgsz;
+        let loader = LoaderConfig::val(&config);
+        let validation = validate(&detector, self.index, self.gt, loader, &device, None)?;
+        Ok((validation, about))
     }
 }
 

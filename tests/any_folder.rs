@@ -94,6 +94,10 @@ fn empty_folder_info_data_check_train_predict_need_no_config() {
     assert!(predicted.contains("1 images"), "{predicted}");
     let validated = ok(&run(here, &["val", "--weights", best]));
     assert!(validated.contains("Average Precision"), "{validated}");
+    assert!(
+        validated.contains("at imgsz 64, 6 classes"),
+        "the weights' size: {validated}"
+    );
 
     // A choice that contradicts the weights is refused, naming the key and both values.
     let out = run(

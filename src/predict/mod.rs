@@ -12,7 +12,10 @@ use image::RgbImage;
 use crate::data::augment::{Letterbox, Sample};
 use crate::data::loader::{Batch, Placement};
 use crate::eval::nms::{batched_non_max_suppression, Detection, NmsConfig};
-use crate::model::{HeadOutput, Yolo};
+use crate::model::{HeadOutput, Yolo, STRIDES};
+
+/// The model's largest stride: rectangular inputs are padded to multiples of it.
+const MAX_STRIDE: u32 = STRIDES[2] as u32;
 
 /// A model in eval mode (borrowed: the trainer validates its EMA in place) with its input size and NMS settings.
 pub struct Detector<'a, B: Backend> {
@@ -45,18 +48,38 @@ impl<B: Backend> Detector<'_, B> {
         (placed, out)
     }
 
-    /// Detections of whole images, in their own pixels. Each image is letterboxed into `imgsz`×`imgsz`.
+    /// Detections of whole images, in their own pixels. As Ultralytics' predictor: when every image gets the
+    /// same rectangle, each is letterboxed into the smallest multiple of the stride (32) that holds it scaled to
+    /// `imgsz` (`LetterBox(auto=True)`); otherwise into the `imgsz`×`imgsz` square.
     pub fn detect_images(&self, images: Vec<RgbImage>, device: &B::Device) -> Vec<Vec<Detection>> {
         if images.is_empty() {
             return Vec::new();
         }
         let side = self.imgsz as u32;
-        let plane = (side * side) as usize;
+        let sizes: Vec<[u32; 2]> = images.iter().map(|i| [i.width(), i.height()]).collect();
+        let rects: Vec<Letterbox> = sizes
+            .iter()
+            .map(|&s| Letterbox::fit_rect(s, side, MAX_STRIDE))
+            .collect();
+        let same_shapes = rects.iter().all(|r| r.canvas == rects[0].canvas);
+        let [cw, ch] = if same_shapes {
+            rects[0].canvas
+        } else {
+            [side, side]
+        };
+        let plane = (cw * ch) as usize;
         let mut data = vec![0f32; images.len() * 3 * plane];
         let mut placements = Vec::with_capacity(images.len());
-        for (image, out) in images.into_iter().zip(data.chunks_exact_mut(3 * plane)) {
-            let size = [image.width(), image.height()];
-            let letterbox = Letterbox::fit(size, [side, side], true);
+        for ((image, out), (size, rect)) in images
+            .into_iter()
+            .zip(data.chunks_exact_mut(3 * plane))
+            .zip(sizes.into_iter().zip(rects))
+        {
+            let letterbox = if same_shapes {
+                rect
+            } else {
+                Letterbox::fit(size, [side, side], true)
+            };
             let boxed = letterbox.apply(&Sample {
                 image,
                 boxes: Vec::new(),
@@ -73,8 +96,8 @@ impl<B: Backend> Detector<'_, B> {
             });
         }
         let n = placements.len();
-        let s = self.imgsz;
-        let tensor = Tensor::from_data(TensorData::new(data, [n, 3, s, s]), device);
+        let shape = [n, 3, ch as usize, cw as usize];
+        let tensor = Tensor::from_data(TensorData::new(data, shape), device);
         let raw = self.forward_nms(tensor);
         raw.into_iter()
             .zip(&placements)

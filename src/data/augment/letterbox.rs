@@ -46,6 +46,29 @@ impl Letterbox {
         }
     }
 
+    /// `LetterBox` as Ultralytics' predictor builds it for one image (`auto=True`, `Model.predict`'s
+    /// `rect=True`): scale to fit `imgsz`, then pad only up to the next multiple of `stride` on each axis, so a
+    /// 640×427 image runs at 640×448 rather than 640×640.
+    pub fn fit_rect(size: [u32; 2], imgsz: u32, stride: u32) -> Self {
+        let square = Self::fit(size, [imgsz, imgsz], true);
+        let stride = stride.max(1);
+        let [uw, uh] = square.unpadded;
+        // dw, dh = np.mod(dw, stride), np.mod(dh, stride); halves rounded as round(d - 0.1), round(d + 0.1).
+        let pad = |unpadded: u32| {
+            let d = (imgsz.saturating_sub(unpadded) % stride) as f64 / 2.0;
+            let before = (d - 0.1).round_ties_even().max(0.0) as u32;
+            let after = (d + 0.1).round_ties_even().max(0.0) as u32;
+            (before, unpadded + before + after)
+        };
+        let (left, cw) = pad(uw);
+        let (top, ch) = pad(uh);
+        Self {
+            pad_left_top: [left, top],
+            canvas: [cw, ch],
+            ..square
+        }
+    }
+
     /// The letterboxed image and its boxes (scaled by `gain`, shifted by the padding).
     pub fn apply(&self, sample: &Sample) -> Sample {
         let scaled;
@@ -97,6 +120,28 @@ pub(crate) fn paste(dst: &mut RgbImage, src: &RgbImage, at: [u32; 2]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Ultralytics' `LetterBox(640, auto=True, stride=32)` shapes, worked by hand from its code for three
+    /// aspect ratios (and a square one, which stays square).
+    #[test]
+    fn fit_rect_pads_to_the_next_stride_multiple() {
+        let cases = [
+            // [w, h] → unpadded, pad left/top, canvas
+            ([640, 427], [640, 427], [0, 10], [640, 448]),
+            ([333, 500], [426, 640], [11, 0], [448, 640]),
+            ([1280, 720], [640, 360], [0, 12], [640, 384]),
+            ([500, 500], [640, 640], [0, 0], [640, 640]),
+        ];
+        for (size, unpadded, pad, canvas) in cases {
+            let lb = Letterbox::fit_rect(size, 640, 32);
+            assert_eq!(
+                (lb.unpadded, lb.pad_left_top, lb.canvas),
+                (unpadded, pad, canvas),
+                "{size:?}"
+            );
+            assert!(lb.canvas.iter().all(|c| c % 32 == 0));
+        }
+    }
 
     #[test]
     fn letterbox_wide_image_pads_top_and_bottom_evenly() {
