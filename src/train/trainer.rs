@@ -395,7 +395,9 @@ pub fn train<B: AutodiffBackend>(
                 if amp.consecutive_skips() >= t.amp_skip_limit as u64 {
                     bar.abandon();
                     return Err(YoloError::Diverged(format!(
-                        "{} optimizer steps in a row had non-finite gradients (epoch {}, batch {i}{};                          train.amp_skip_limit = {}): the learning rate probably diverges (lower train.lr0) or                          the data holds NaN; weights/last keeps the last good state (epoch {})",
+                        "{} optimizer steps in a row had non-finite gradients (epoch {}, batch {i}{}; \
+                         train.amp_skip_limit = {}): the learning rate probably diverges (lower train.lr0) or \
+                         the data holds NaN; weights/last keeps the last good state (epoch {})",
                         amp.consecutive_skips(),
                         epoch + 1,
                         if amp.scaler().enabled() {
