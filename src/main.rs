@@ -654,8 +654,14 @@ fn val_model(args: &ValArgs) -> Result<()> {
     write("predictions.json", validation.predictions_json().as_bytes())?;
     let metrics = serde_json::json!({
         "coco": validation.evaluation.report(),
+        "ultralytics": {
+            "precision": validation.metrics.best.precision,
+            "recall": validation.metrics.best.recall,
+            "mAP50": validation.map50(),
+            "mAP50-95": validation.map50_95(),
+        },
         "classes": validation.rows,
-        "best_f1": validation.evaluation.best_f1,
+        "best_f1": validation.metrics.best,
         "fitness": validation.fitness(),
     });
     write(

@@ -1,5 +1,7 @@
-//! A model over a dataset split, evaluated as COCO does: what `yolo-burn val` prints and writes, and what the
-//! trainer measures each epoch. Inference is `predict::Detector`'s; the numbers are `eval::coco`'s.
+//! A model over a dataset split, evaluated as Ultralytics' validator and as pycocotools do: what `yolo-burn val`
+//! prints and writes, and what the trainer measures each epoch. Inference is `predict::Detector`'s; the table,
+//! results.csv and fitness use Ultralytics' own metrics (`eval::det_metrics`, what `yolo val` prints), and
+//! pycocotools' twelve stats (`eval::coco`) are kept beside them.
 
 use std::fmt;
 
@@ -9,8 +11,9 @@ use serde::Serialize;
 
 use crate::data::loader::{Loader, LoaderConfig};
 use crate::data::Index;
-use crate::eval::coco::{
-    self, params::NUM_RECALL_THRESHOLDS, CocoEvaluation, CocoGroundTruth, DetectionBox,
+use crate::eval::coco::{self, CocoEvaluation, CocoGroundTruth, DetectionBox};
+use crate::eval::det_metrics::{
+    ap_per_class, box_iou, iou_thresholds, match_predictions, DetMetrics,
 };
 use crate::loss::DetectionLoss;
 use crate::predict::Detector;
@@ -36,22 +39,25 @@ pub struct Validation {
     /// Detections in COCO results form (original image ids, category ids and pixels), rounded as written to
     /// predictions.json so that re-evaluating that file gives exactly these numbers.
     pub detections: Vec<DetectionBox>,
+    /// pycocotools' evaluation of `detections`.
     pub evaluation: CocoEvaluation,
-    /// The `all` row first, then one per class with instances.
+    /// Ultralytics' metrics of the unrounded detections (the table, results.csv and fitness).
+    pub metrics: DetMetrics,
+    /// The `all` row first, then one per class with instances (Ultralytics' metrics).
     pub rows: Vec<ClassRow>,
     /// Mean box, cls and dfl loss over the batches, when a loss was given.
     pub losses: Option<[f64; 3]>,
 }
 
 impl Validation {
-    /// mAP50 over all classes (pycocotools' AP50).
+    /// mAP50 over the classes with labels, as Ultralytics computes it.
     pub fn map50(&self) -> f64 {
-        self.evaluation.stats.0[1]
+        self.metrics.map50()
     }
 
-    /// mAP50-95 over all classes (pycocotools' AP).
+    /// mAP50-95 over the classes with labels, as Ultralytics computes it.
     pub fn map50_95(&self) -> f64 {
-        self.evaluation.stats.0[0]
+        self.metrics.map50_95()
     }
 
     /// Ultralytics' fitness: 0.1·mAP50 + 0.9·mAP50-95.
@@ -101,6 +107,11 @@ pub fn validate<B: Backend>(
         None => class as i64,
     };
     let loader = Loader::new(index, loader)?;
+    let records: std::collections::HashMap<u64, &crate::data::ImageRecord> =
+        index.images.iter().map(|r| (r.id, r)).collect();
+    let thresholds = iou_thresholds();
+    // Ultralytics' stats: every prediction's true-positive row, confidence and class, and every label's class.
+    let (mut tp, mut conf, mut pred_cls, mut target_cls) = (vec![], vec![], vec![], vec![]);
     let mut detections = Vec::new();
     let (mut loss_sums, mut batches) = ([0f64; 3], 0usize);
     for batch in loader.epoch(0) {
@@ -118,6 +129,19 @@ pub fn validate<B: Backend>(
             batches += 1;
         }
         for (image, found) in found_per_image.into_iter().enumerate() {
+            let labels: Vec<_> = records
+                .get(&batch.ids[image])
+                .map(|r| r.boxes.iter().filter(|b| !b.crowd).collect())
+                .unwrap_or_default();
+            let label_xyxy: Vec<[f32; 4]> = labels.iter().map(|b| b.xyxy_px).collect();
+            let label_cls: Vec<usize> = labels.iter().map(|b| b.class as usize).collect();
+            let found_xyxy: Vec<[f32; 4]> = found.iter().map(|d| d.xyxy).collect();
+            let found_cls: Vec<usize> = found.iter().map(|d| d.class).collect();
+            let iou = box_iou(&label_xyxy, &found_xyxy);
+            tp.extend(match_predictions(&found_cls, &label_cls, &iou, &thresholds));
+            conf.extend(found.iter().map(|d| d.conf));
+            pred_cls.extend(found_cls);
+            target_cls.extend(label_cls);
             let image_id = batch.ids[image] as i64;
             detections.extend(found.into_iter().map(|d| {
                 let [x1, y1, x2, y2] = d.xyxy.map(f64::from);
@@ -131,11 +155,13 @@ pub fn validate<B: Backend>(
         }
     }
     let evaluation = coco::evaluate(gt, &detections);
-    let rows = class_rows(index, &evaluation);
+    let metrics = ap_per_class(&tp, &conf, &pred_cls, &target_cls);
+    let rows = class_rows(index, &metrics);
     let losses = loss.map(|_| loss_sums.map(|s| s / batches.max(1) as f64));
     Ok(Validation {
         detections,
         evaluation,
+        metrics,
         rows,
         losses,
     })
@@ -147,7 +173,7 @@ fn round(v: f64, decimals: i32) -> f64 {
     (v * scale).round() / scale
 }
 
-fn class_rows(index: &Index, evaluation: &CocoEvaluation) -> Vec<ClassRow> {
+fn class_rows(index: &Index, metrics: &DetMetrics) -> Vec<ClassRow> {
     let nc = index.names.len();
     let mut images = vec![0usize; nc];
     let mut instances = vec![0usize; nc];
@@ -164,39 +190,27 @@ fn class_rows(index: &Index, evaluation: &CocoEvaluation) -> Vec<ClassRow> {
             .zip(seen)
             .for_each(|(n, s)| *n += usize::from(s));
     }
-    let prf = &evaluation.best_f1;
-    // Category k of the evaluation is class k: both are sorted by category id, which is monotone in the class.
-    let ap50 = |k: usize| {
-        let values: Vec<f64> = (0..NUM_RECALL_THRESHOLDS)
-            .map(|r| evaluation.precision_at(0, r, k, 0, 2))
-            .filter(|&p| p > -1.0)
-            .collect();
-        if values.is_empty() {
-            -1.0
-        } else {
-            values.iter().sum::<f64>() / values.len() as f64
-        }
-    };
+    let best = &metrics.best;
     let mut rows = vec![ClassRow {
         name: "all".into(),
         images: index.images.len(),
         instances: instances.iter().sum(),
-        precision: prf.precision,
-        recall: prf.recall,
-        map50: evaluation.stats.0[1],
-        map50_95: evaluation.stats.0[0],
+        precision: best.precision,
+        recall: best.recall,
+        map50: metrics.map50(),
+        map50_95: metrics.map50_95(),
     }];
-    for k in (0..nc.min(evaluation.num_categories())).filter(|&k| instances[k] > 0) {
-        let id = evaluation.categories[k].id;
-        let class_prf = prf.per_class.iter().find(|c| c.category_id == id);
+    for k in (0..nc).filter(|&k| instances[k] > 0) {
+        let prf = best.per_class.iter().find(|c| c.category_id == k as i64);
+        let (map50, map50_95) = metrics.class_ap(k).unwrap_or((0.0, 0.0));
         rows.push(ClassRow {
             name: index.names[k].clone(),
             images: images[k],
             instances: instances[k],
-            precision: class_prf.map_or(0.0, |c| c.precision),
-            recall: class_prf.map_or(0.0, |c| c.recall),
-            map50: ap50(k),
-            map50_95: evaluation.per_category_ap[k],
+            precision: prf.map_or(0.0, |c| c.precision),
+            recall: prf.map_or(0.0, |c| c.recall),
+            map50,
+            map50_95,
         });
     }
     rows

@@ -9,8 +9,8 @@ impl ValMetrics {
     pub fn from_validation(validation: &Validation) -> Self {
         let [box_loss, cls_loss, dfl_loss] = validation.losses.unwrap_or_default();
         Self {
-            precision: validation.evaluation.best_f1.precision,
-            recall: validation.evaluation.best_f1.recall,
+            precision: validation.metrics.best.precision,
+            recall: validation.metrics.best.recall,
             map50: validation.map50().max(0.0),
             map50_95: validation.map50_95().max(0.0),
             box_loss,
