@@ -417,14 +417,10 @@ fn train(args: &TrainArgs) -> Result<()> {
     if args.exist_ok {
         config.train.exist_ok = true;
     }
-    let choice: BackendChoice = config
-        .train
-        .device
-        .parse()
-        .map_err(anyhow::Error::msg)
-        .context("train.device")?;
+    let choice = device_choice(&config)?;
+    // Before dispatch, so that fp16 on ndarray names the precision even in a build without ndarray; the
+    // trainer checks the rest of the mixed-precision settings.
     yolo_burn::amp::check_backend(choice, config.train.precision)?;
-    yolo_burn::amp::check_scaler_keys(&config.train)?;
     let request = yolo_burn::train::TrainRequest {
         config,
         resume,
@@ -876,10 +872,10 @@ fn info(args: &InfoArgs) -> Result<()> {
         Some(path) => {
             let meta =
                 WeightsMeta::read(path).with_context(|| format!("--weights {}", path.display()))?;
-            let source = if meta.nc.is_some() {
-                "from the weights"
-            } else {
-                "model.nc"
+            let source = match (meta.nc, config.model.nc) {
+                (Some(_), _) => "from the weights",
+                (None, Some(_)) => "model.nc",
+                (None, None) => "model.nc unset, so 80 as in the Ultralytics yaml",
             };
             let resolved =
                 resolve_weights(&meta, path, &config, &args.config.explicit_keys(), Some(80))?;

@@ -34,6 +34,38 @@ fn same_tensors(a: &[u8], b: &[u8]) -> bool {
             .all(|n| a.tensor(n).unwrap().data() == b.tensor(n).unwrap().data())
 }
 
+/// The last checkpoints of run `a` (uninterrupted) and of `b1` stopped then resumed as `b2` are equal: per-epoch
+/// losses, training weights (the FP32 masters in fp16), EMA, optimizer state, the mixed-precision state and the
+/// metrics, bit for bit. Returns both checkpoints for further checks.
+fn assert_resume_exact(
+    a: &yolo_burn::train::TrainSummary,
+    b1: &yolo_burn::train::TrainSummary,
+    b2: &yolo_burn::train::TrainSummary,
+) -> (Checkpoint, Checkpoint) {
+    let losses_b: Vec<_> = b1
+        .epoch_losses
+        .iter()
+        .chain(&b2.epoch_losses)
+        .copied()
+        .collect();
+    assert_eq!(a.epoch_losses, losses_b, "per-epoch losses differ");
+    let read = |s: &yolo_burn::train::TrainSummary| {
+        Checkpoint::read(&CheckpointPaths::new(&s.run_dir.join("weights"), "last").state).unwrap()
+    };
+    let (ca, cb) = (read(a), read(b2));
+    assert!(
+        same_tensors(&ca.model, &cb.model),
+        "training weights differ"
+    );
+    assert!(same_tensors(&ca.ema, &cb.ema), "EMA weights differ");
+    assert!(ca.optimizer == cb.optimizer, "optimizer state differs");
+    assert_eq!(ca.state.ema_updates, cb.state.ema_updates);
+    assert_eq!(ca.state.amp, cb.state.amp, "scaler or skip counts differ");
+    assert_eq!(ca.state.skipped_steps, cb.state.skipped_steps);
+    assert_eq!(ca.state.metrics, cb.state.metrics);
+    (ca, cb)
+}
+
 #[test]
 fn resume_after_two_epochs_equals_three_in_one_go_and_extends() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -74,26 +106,7 @@ fn resume_after_two_epochs_equals_three_in_one_go_and_extends() {
         inf_grad_at: Vec::new(),
     });
     assert_eq!(b2.epochs_done, 3);
-
-    let losses_b: Vec<_> = b1
-        .epoch_losses
-        .iter()
-        .chain(&b2.epoch_losses)
-        .copied()
-        .collect();
-    assert_eq!(a.epoch_losses, losses_b, "per-epoch losses differ");
-    let ca =
-        Checkpoint::read(&CheckpointPaths::new(&a.run_dir.join("weights"), "last").state).unwrap();
-    let cb =
-        Checkpoint::read(&CheckpointPaths::new(&b2.run_dir.join("weights"), "last").state).unwrap();
-    assert!(
-        same_tensors(&ca.model, &cb.model),
-        "training weights differ"
-    );
-    assert!(same_tensors(&ca.ema, &cb.ema), "EMA weights differ");
-    assert!(ca.optimizer == cb.optimizer, "optimizer state differs");
-    assert_eq!(ca.state.ema_updates, cb.state.ema_updates);
-    assert_eq!(ca.state.metrics, cb.state.metrics);
+    assert_resume_exact(&a, &b1, &b2);
 
     // Extending the finished run A to 4 epochs continues from its last checkpoint.
     let (config, paths, checkpoint) = read_resume(
@@ -160,24 +173,8 @@ fn fp16_resume_restores_masters_scaler_and_skips_exactly() {
         nan_loss_at: Vec::new(),
         inf_grad_at: Vec::new(),
     });
-    let losses_b: Vec<_> = b1
-        .epoch_losses
-        .iter()
-        .chain(&b2.epoch_losses)
-        .copied()
-        .collect();
-    assert_eq!(a.epoch_losses, losses_b, "per-epoch losses differ");
-    let read = |s: &yolo_burn::train::TrainSummary| {
-        Checkpoint::read(&CheckpointPaths::new(&s.run_dir.join("weights"), "last").state).unwrap()
-    };
-    let (ca, cb) = (read(&a), read(&b2));
-    assert!(same_tensors(&ca.model, &cb.model), "masters differ");
-    assert!(same_tensors(&ca.ema, &cb.ema), "EMA weights differ");
-    assert!(ca.optimizer == cb.optimizer, "optimizer state differs");
-    assert_eq!(ca.state.amp, cb.state.amp, "scaler or skip counts differ");
-    assert_eq!(ca.state.skipped_steps, cb.state.skipped_steps);
+    let (ca, _) = assert_resume_exact(&a, &b1, &b2);
     assert_ne!(ca.state.amp.scaler.scale, 1024.0, "the scale never moved");
-    assert_eq!(ca.state.metrics, cb.state.metrics);
     let csv = std::fs::read_to_string(b2.run_dir.join("results.csv")).unwrap();
     let last = csv.lines().last().unwrap();
     assert!(

@@ -102,10 +102,6 @@ where
         &self.optimizer
     }
 
-    pub fn optimizer_mut(&mut self) -> &mut Optimizer<AB::InnerBackend> {
-        &mut self.optimizer
-    }
-
     /// The masters, when they are a separate copy (fp16, bf16).
     pub fn masters(&self) -> Option<&M> {
         self.master.as_ref()
@@ -163,12 +159,12 @@ where
         if self.master.is_none() {
             return grads;
         }
-        let mut visitor = MapGrads::<AB, _> {
+        compute.visit(&mut PrepareGrads::<AB> {
             grads: &mut grads,
-            map: |g: Tensor<AB::InnerBackend, 1>| g.cast(FloatDType::F32),
-            _backend: std::marker::PhantomData,
-        };
-        compute.visit(&mut visitor);
+            inv_scale: 1.0,
+            check: false,
+            probe: None,
+        });
         grads
     }
 
@@ -186,11 +182,11 @@ where
             self.count(outcome);
             return (compute, outcome);
         };
-        let mut grads = self.grads_to_f32(&compute, grads);
-        let inv_scale = (1.0f64 / f64::from(self.scaler.scale())) as f32;
-        let mut unscale = UnscaleAndProbe::<AB> {
+        let mut grads = grads;
+        let mut unscale = PrepareGrads::<AB> {
             grads: &mut grads,
-            inv_scale,
+            inv_scale: (1.0f64 / f64::from(self.scaler.scale())) as f32,
+            check: true,
             probe: None,
         };
         compute.visit(&mut unscale);
@@ -261,40 +257,11 @@ pub fn cast_module<AB: AutodiffBackend, M: Module<AB>>(
     dtype: FloatDType,
     which: Tensors,
 ) -> M {
-    struct Cast {
-        dtype: FloatDType,
-        which: Tensors,
-        path: Vec<String>,
-    }
-    impl<AB: AutodiffBackend> ModuleMapper<AB> for Cast {
-        fn enter_module(&mut self, name: &str, _container_type: &str) {
-            self.path.push(name.to_string());
-        }
-
-        fn exit_module(&mut self, _name: &str, _container_type: &str) {
-            self.path.pop();
-        }
-
-        fn map_float<const D: usize>(
-            &mut self,
-            param: Param<Tensor<AB, D>>,
-        ) -> Param<Tensor<AB, D>> {
-            if self.which == Tensors::Params && is_running_stat(&self.path) {
-                return param;
-            }
-            let (id, tensor, mapper) = param.consume();
-            let require_grad = tensor.is_require_grad();
-            let mut cast = Tensor::<AB, D>::from_inner(tensor.inner().cast(self.dtype));
-            if require_grad {
-                cast = cast.require_grad();
-            }
-            Param::from_mapped_value(id, cast, mapper)
-        }
-    }
-    module.map(&mut Cast {
-        dtype,
-        which,
+    module.map(&mut ReplaceParams::<AB> {
         path: Vec::new(),
+        masters: HashMap::new(),
+        dtype,
+        stats: (which == Tensors::All).then_some(dtype),
     })
 }
 
@@ -344,8 +311,9 @@ impl<AB: AutodiffBackend> ModuleVisitor<AB> for CollectFlat<AB> {
     }
 }
 
-/// Sets every parameter found in `masters` (flattened, FP32) to its master cast to `dtype`, and casts the
-/// running statistics to `stats` (`None`: left as they are); ids and `require_grad` kept.
+/// Sets every parameter to its entry in `masters` (flattened, FP32) when there is one, cast to `dtype`
+/// (parameters without one are cast as they are), and casts the running statistics to `stats` (`None`: left as
+/// they are); ids and `require_grad` kept.
 struct ReplaceParams<AB: AutodiffBackend> {
     path: Vec<String>,
     masters: HashMap<ParamId, Tensor<AB::InnerBackend, 1>>,
@@ -390,51 +358,34 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for ReplaceParams<AB> {
     }
 }
 
-/// Applies `map` to every parameter's gradient in `grads`.
-struct MapGrads<'a, AB: AutodiffBackend, F> {
-    grads: &'a mut GradientsParams,
-    map: F,
-    _backend: std::marker::PhantomData<AB>,
-}
-
-impl<AB, F> ModuleVisitor<AB> for MapGrads<'_, AB, F>
-where
-    AB: AutodiffBackend,
-    F: FnMut(Tensor<AB::InnerBackend, 1>) -> Tensor<AB::InnerBackend, 1>,
-{
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AB, D>>) {
-        if let Some(g) = self.grads.remove::<AB::InnerBackend, D>(param.id) {
-            let shape = g.shape();
-            let n = shape.num_elements();
-            let mapped = (self.map)(g.reshape([n])).reshape(shape);
-            self.grads.register::<AB::InnerBackend, D>(param.id, mapped);
-        }
-    }
-}
-
-/// Multiplies every gradient by `inv_scale` (torch's `_amp_foreach_non_finite_check_and_unscale_`) and sums
-/// `0 · g` over all of them into `probe`, which is NaN exactly when some gradient holds a NaN or an infinity.
-struct UnscaleAndProbe<'a, AB: AutodiffBackend> {
+/// Casts every gradient to FP32 and multiplies it by `inv_scale` (1 skips the multiply); with `check`, also
+/// sums `0 · g` over all of them into `probe`, which is NaN exactly when some gradient holds a NaN or an
+/// infinity (torch's `_amp_foreach_non_finite_check_and_unscale_`).
+struct PrepareGrads<'a, AB: AutodiffBackend> {
     grads: &'a mut GradientsParams,
     inv_scale: f32,
+    check: bool,
     probe: Option<Tensor<AB::InnerBackend, 1>>,
 }
 
-impl<AB: AutodiffBackend> ModuleVisitor<AB> for UnscaleAndProbe<'_, AB> {
+impl<AB: AutodiffBackend> ModuleVisitor<AB> for PrepareGrads<'_, AB> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AB, D>>) {
         let Some(g) = self.grads.remove::<AB::InnerBackend, D>(param.id) else {
             return;
         };
+        let g = g.cast(FloatDType::F32);
         let g = if self.inv_scale == 1.0 {
             g
         } else {
             g * self.inv_scale
         };
-        let zero = (g.clone() * 0.0).sum();
-        self.probe = Some(match self.probe.take() {
-            Some(p) => p + zero,
-            None => zero,
-        });
+        if self.check {
+            let zero = (g.clone() * 0.0).sum();
+            self.probe = Some(match self.probe.take() {
+                Some(p) => p + zero,
+                None => zero,
+            });
+        }
         self.grads.register::<AB::InnerBackend, D>(param.id, g);
     }
 }

@@ -194,18 +194,20 @@ pub fn ap_per_class(
     let mut order: Vec<usize> = (0..conf.len()).collect();
     // np.argsort(-conf): highest confidence first.
     order.sort_by(|&a, &b| conf[b].total_cmp(&conf[a]));
-    let mut classes: Vec<usize> = target_cls.to_vec();
-    classes.sort_unstable();
-    classes.dedup();
+    // np.unique(target_cls, return_counts=True), and each class's predictions in confidence order.
+    let mut labels = std::collections::BTreeMap::<usize, usize>::new();
+    for &t in target_cls {
+        *labels.entry(t).or_insert(0) += 1;
+    }
+    let mut by_class = std::collections::HashMap::<usize, Vec<usize>>::new();
+    for &i in &order {
+        by_class.entry(pred_cls[i]).or_default().push(i);
+    }
+    let classes: Vec<usize> = labels.keys().copied().collect();
     let mut ap = Vec::with_capacity(classes.len());
     let mut hits = Vec::with_capacity(classes.len());
-    for &c in &classes {
-        let n_l = target_cls.iter().filter(|&&t| t == c).count();
-        let mine: Vec<usize> = order
-            .iter()
-            .copied()
-            .filter(|&i| pred_cls[i] == c)
-            .collect();
+    for (&c, &n_l) in &labels {
+        let mine = by_class.remove(&c).unwrap_or_default();
         let mut class_ap = [0.0; 10];
         if !mine.is_empty() {
             for (j, ap_j) in class_ap.iter_mut().enumerate() {

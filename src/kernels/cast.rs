@@ -22,29 +22,38 @@ use super::{par_vec, par_vec_of};
 /// Elements per parallel chunk: large enough to amortise the task, small enough to split a layer's tensor.
 const CHUNK: usize = 1 << 16;
 
+/// `src` (a half type) widened to `f32`, chunks in parallel.
+fn widen_all<T: Sync>(src: &[T]) -> Vec<f32>
+where
+    [T]: HalfFloatSliceExt,
+{
+    par_vec(src.len(), CHUNK, |i, out| {
+        src[i * CHUNK..][..out.len()].convert_to_f32_slice(out)
+    })
+    .0
+}
+
+/// `values` rounded to a half type (nearest even), chunks in parallel.
+fn narrow_all<T: Copy + Default + Send + Sync>(values: &[f32]) -> Vec<T>
+where
+    [T]: HalfFloatSliceExt,
+{
+    par_vec_of(values.len(), CHUNK, T::default(), |i, out| {
+        out.convert_from_f32_slice(&values[i * CHUNK..][..out.len()])
+    })
+    .0
+}
+
 /// `t`'s values as a contiguous `f32` tensor (no copy when it already is one).
 pub(super) fn to_f32(t: &FlexTensor) -> FlexTensor {
     let t = t.to_contiguous();
-    let n = t.layout().num_elements();
-    let start = t.layout().start_offset();
-    let widened = match t.dtype() {
-        DType::F16 => {
-            let src = &t.storage::<f16>()[start..start + n];
-            par_vec(n, CHUNK, |i, out| {
-                src[i * CHUNK..i * CHUNK + out.len()].convert_to_f32_slice(out)
-            })
-            .0
-        }
-        DType::BF16 => {
-            let src = &t.storage::<bf16>()[start..start + n];
-            par_vec(n, CHUNK, |i, out| {
-                src[i * CHUNK..i * CHUNK + out.len()].convert_to_f32_slice(out)
-            })
-            .0
-        }
+    let shape = t.layout().shape().to_vec();
+    let widened = match Floats::of(&t) {
+        Some(Floats::F16(v)) => widen_all(v),
+        Some(Floats::Bf16(v)) => widen_all(v),
         _ => return t,
     };
-    FlexTensor::from_data(TensorData::new(widened, t.layout().shape().to_vec()))
+    FlexTensor::from_data(TensorData::new(widened, shape))
 }
 
 /// `values` (row-major, `shape`) as a tensor of `dtype`: `f32` as they are, `f16`/`bf16` rounded to nearest
@@ -58,22 +67,9 @@ pub(super) fn from_f32(values: Vec<f32>, shape: &[usize], dtype: DType) -> FlexT
 
 /// [`from_f32`] from borrowed values.
 fn from_f32_slice(values: &[f32], shape: &[usize], dtype: DType) -> FlexTensor {
-    let n = values.len();
     let data = match dtype {
-        DType::F16 => TensorData::new(
-            par_vec_of(n, CHUNK, f16::ZERO, |i, out| {
-                out.convert_from_f32_slice(&values[i * CHUNK..i * CHUNK + out.len()])
-            })
-            .0,
-            shape.to_vec(),
-        ),
-        DType::BF16 => TensorData::new(
-            par_vec_of(n, CHUNK, bf16::ZERO, |i, out| {
-                out.convert_from_f32_slice(&values[i * CHUNK..i * CHUNK + out.len()])
-            })
-            .0,
-            shape.to_vec(),
-        ),
+        DType::F16 => TensorData::new(narrow_all::<f16>(values), shape.to_vec()),
+        DType::BF16 => TensorData::new(narrow_all::<bf16>(values), shape.to_vec()),
         _ => TensorData::new(values.to_vec(), shape.to_vec()),
     };
     FlexTensor::from_data(data)
@@ -187,19 +183,37 @@ impl<'a> Floats<'a> {
         self.len() == 0
     }
 
-    /// `f` of elements `range` as `f32`: the slice itself in `f32`, else a widened copy of just that range.
+    /// `f` of elements `range` as `f32`: the slice itself in `f32`, else a widened copy of just that range
+    /// (in a reused per-thread buffer).
     pub fn with_f32<R>(&self, range: std::ops::Range<usize>, f: impl FnOnce(&[f32]) -> R) -> R {
-        let widened = |convert: &dyn Fn(&mut [f32])| {
-            let mut v = vec![0.0f32; range.len()];
-            convert(&mut v);
-            v
-        };
         match self {
             Floats::F32(v) => f(&v[range]),
-            Floats::F16(v) => f(&widened(&|out| v[range.clone()].convert_to_f32_slice(out))),
-            Floats::Bf16(v) => f(&widened(&|out| v[range.clone()].convert_to_f32_slice(out))),
+            Floats::F16(v) => with_scratch(range.len(), |out| {
+                v[range].convert_to_f32_slice(out);
+                f(out)
+            }),
+            Floats::Bf16(v) => with_scratch(range.len(), |out| {
+                v[range].convert_to_f32_slice(out);
+                f(out)
+            }),
         }
     }
+}
+
+thread_local! {
+    /// Plane-sized `f32` buffers for the half-precision paths, reused instead of allocated per plane (a conv
+    /// layer has batch × channels planes per pass).
+    static SCRATCH: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `f` of a zeroed `len`-float buffer taken from this thread's pool (nested calls take different buffers).
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    let mut buf = SCRATCH.with(|s| s.borrow_mut().pop()).unwrap_or_default();
+    buf.clear();
+    buf.resize(len, 0.0);
+    let result = f(&mut buf);
+    SCRATCH.with(|s| s.borrow_mut().push(buf));
+    result
 }
 
 /// A tensor of `dtype` and `shape` whose `f32` values `write(i, plane)` gives plane by plane (`plane` elements
@@ -211,27 +225,26 @@ pub(super) fn planes_in(
     plane: usize,
     write: impl Fn(usize, &mut [f32]) + Sync + Send,
 ) -> FlexTensor {
+    fn rounded<T: Copy + Default + Send + Sync>(
+        n: usize,
+        plane: usize,
+        write: impl Fn(usize, &mut [f32]) + Sync + Send,
+    ) -> Vec<T>
+    where
+        [T]: HalfFloatSliceExt,
+    {
+        par_vec_of(n, plane, T::default(), |i, out| {
+            with_scratch(out.len(), |wide| {
+                write(i, wide);
+                out.convert_from_f32_slice(wide)
+            })
+        })
+        .0
+    }
     let n: usize = shape.iter().product();
-    let half = |out_len: usize, i: usize| {
-        let mut v = vec![0.0f32; out_len];
-        write(i, &mut v);
-        v
-    };
     let data = match dtype {
-        DType::F16 => TensorData::new(
-            par_vec_of(n, plane, f16::ZERO, |i, out| {
-                out.convert_from_f32_slice(&half(out.len(), i))
-            })
-            .0,
-            shape.to_vec(),
-        ),
-        DType::BF16 => TensorData::new(
-            par_vec_of(n, plane, bf16::ZERO, |i, out| {
-                out.convert_from_f32_slice(&half(out.len(), i))
-            })
-            .0,
-            shape.to_vec(),
-        ),
+        DType::F16 => TensorData::new(rounded::<f16>(n, plane, write), shape.to_vec()),
+        DType::BF16 => TensorData::new(rounded::<bf16>(n, plane, write), shape.to_vec()),
         _ => TensorData::new(par_vec(n, plane, write).0, shape.to_vec()),
     };
     FlexTensor::from_data(data)

@@ -269,21 +269,18 @@ impl Backward<Flex, 4> for ConvBnActBackward {
         let s = ops.state;
         let g = s.geometry;
         let [x_dtype, w_dtype, bn_dtype] = s.dtypes;
-        // Each widened copy lives only as long as its use: in a half-precision model these f32 buffers, not the
-        // saved tensors, would otherwise set the step's peak memory.
-        let bn = {
-            let (y, dout) = (floats(&s.y), floats(&dout));
-            bn_act::backward(
-                y,
-                dout,
-                g.c_out,
-                g.out_hw(),
-                &s.stats,
-                &s.gamma,
-                &s.beta,
-                s.act,
-            )
-        };
+        // y and dout are read plane by plane in their own type (no f32 copy of either), then freed before the
+        // conv gradients allocate theirs.
+        let bn = bn_act::backward(
+            floats(&s.y),
+            floats(&dout),
+            g.c_out,
+            g.out_hw(),
+            &s.stats,
+            &s.gamma,
+            &s.beta,
+            s.act,
+        );
         drop(dout);
         drop(s.y);
         if let Some(node) = node_gamma {

@@ -141,40 +141,34 @@ pub fn resolve(
     explicit: &BTreeSet<String>,
     fallback_nc: Option<usize>,
 ) -> Result<ResolvedModel, YoloError> {
-    let pick = |key: &str, set: String, from_weights: Option<String>| -> Result<bool, YoloError> {
-        match from_weights {
-            Some(theirs) if explicit.contains(key) && theirs != set => {
-                Err(YoloError::WeightsMismatch {
-                    path: path.into(),
-                    detail: format!(
-                        "{key} = {set} is set (config file or --set), but the weights' metadata says {theirs}; \
-                         remove {key} to use the weights' value, or pass weights made with {set}"
-                    ),
-                })
-            }
-            Some(_) => Ok(true),
-            None => Ok(false),
+    // A key the user set must agree with the weights; otherwise the weights' value wins (below).
+    let agree = |key: &str, ours: String, theirs: Option<String>| -> Result<(), YoloError> {
+        match theirs {
+            Some(theirs) if explicit.contains(key) && theirs != ours => Err(YoloError::WeightsMismatch {
+                path: path.into(),
+                detail: format!(
+                    "{key} = {ours} is set (config file or --set), but the weights' metadata says {theirs}; \
+                     remove {key} to use the weights' value, or pass weights made with {ours}"
+                ),
+            }),
+            _ => Ok(()),
         }
     };
-    let arch = match pick(
+    agree(
         "model.arch",
         config.model.arch.to_string(),
         meta.arch.map(|a| a.to_string()),
-    )? {
-        true => meta.arch.unwrap_or(config.model.arch),
-        false => config.model.arch,
-    };
-    let scale = match pick(
+    )?;
+    agree(
         "model.scale",
         config.model.scale.to_string(),
         meta.scale.map(|s| s.to_string()),
-    )? {
-        true => meta.scale.unwrap_or(config.model.scale),
-        false => config.model.scale,
-    };
-    if let (Some(ours), Some(theirs)) = (config.model.nc, meta.nc) {
-        pick("model.nc", ours.to_string(), Some(theirs.to_string()))?;
+    )?;
+    if let Some(ours) = config.model.nc {
+        agree("model.nc", ours.to_string(), meta.nc.map(|n| n.to_string()))?;
     }
+    let arch = meta.arch.unwrap_or(config.model.arch);
+    let scale = meta.scale.unwrap_or(config.model.scale);
     let nc = meta
         .nc
         .or(config.model.nc)

@@ -262,12 +262,6 @@ impl Checkpoint {
         }
         let header: CheckpointHeader = postcard::from_bytes(&bytes[16..body_start])
             .map_err(|e| bad(format!("header: {e}")))?;
-        if header.format != FORMAT_VERSION {
-            return Err(bad(format!(
-                "format {} (this build reads {FORMAT_VERSION})",
-                header.format
-            )));
-        }
         let body = &bytes[body_start..];
         let section = |name: &str| -> Result<&[u8], YoloError> {
             let entry = header

@@ -121,8 +121,9 @@ pub(crate) fn paste(dst: &mut RgbImage, src: &RgbImage, at: [u32; 2]) {
 mod tests {
     use super::*;
 
-    /// Ultralytics' `LetterBox(640, auto=True, stride=32)` shapes, worked by hand from its code for three
-    /// aspect ratios (and a square one, which stays square).
+    /// Ultralytics' own `LetterBox(640, auto=True, stride=32)` on these sizes, as printed by
+    /// scripts/letterbox_reference.py (ultralytics 8.4.190): three aspect ratios, a square, a downscale that
+    /// needs no padding, and an odd padding (15 left, 16 right).
     #[test]
     fn fit_rect_pads_to_the_next_stride_multiple() {
         let cases = [
@@ -131,6 +132,8 @@ mod tests {
             ([333, 500], [426, 640], [11, 0], [448, 640]),
             ([1280, 720], [640, 360], [0, 12], [640, 384]),
             ([500, 500], [640, 640], [0, 0], [640, 640]),
+            ([810, 1080], [480, 640], [0, 0], [480, 640]),
+            ([97, 641], [97, 640], [15, 0], [128, 640]),
         ];
         for (size, unpadded, pad, canvas) in cases {
             let lb = Letterbox::fit_rect(size, 640, 32);
