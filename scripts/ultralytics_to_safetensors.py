@@ -14,6 +14,8 @@ safetensors metadata (all strings, as the format requires):
   scale                "n" | "s" | "m" | "l" | "x"
   nc                   number of classes, e.g. "80"
   names                JSON list of class names, index = class id
+  imgsz                the training image size (ckpt['train_args']['imgsz']) when it is one number: Ultralytics'
+                       `YOLO(best.pt)` keeps it (Model._reset_ckpt_args) and predicts and validates at it
   sppf_cv1_act         "silu" | "identity": the activation the loaded SPPF.cv1 module really has (modules are
                        pickled whole, so this is what the checkpoint computes). In 8.4.190 SPPF's constructor
                        says Conv(..., act=False), but parse_model puts SiLU back for the legacy 2-argument
@@ -185,6 +187,9 @@ def convert(src: Path, dst: Path) -> dict:
         "names": json.dumps(class_names(model, nc)),
         "sppf_cv1_act": sppf_act(model),
     }
+    imgsz = (ckpt.get("train_args") or {}).get("imgsz")
+    if isinstance(imgsz, int) or (isinstance(imgsz, (list, tuple)) and len(set(imgsz)) == 1):
+        meta["imgsz"] = str(imgsz if isinstance(imgsz, int) else imgsz[0])
     dst.parent.mkdir(parents=True, exist_ok=True)
     save_file(sd, str(dst), metadata=meta)
     print(f"{src} ({which}) -> {dst}: {len(sd)} tensors, {json.dumps({k: v for k, v in meta.items() if k != 'names'})}",

@@ -34,4 +34,7 @@ pub enum YoloError {
     /// A safetensors file could not be parsed or written.
     #[error("{path}: {detail}")]
     Safetensors { path: PathBuf, detail: String },
+    /// A picture (a plot, an annotated image) could not be drawn.
+    #[error("drawing {what}: {detail}")]
+    Plot { what: String, detail: String },
 }

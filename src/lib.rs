@@ -14,10 +14,10 @@ pub mod eval;
 pub mod kernels;
 pub mod loss;
 pub mod model;
+pub mod plots;
 pub mod predict;
 pub mod runs;
 pub mod train;
 pub mod validate;
-pub mod validate_plots;
 
 pub use error::YoloError;

@@ -30,7 +30,6 @@ use yolo_burn::predict::sources::expand;
 use yolo_burn::predict::Detector;
 use yolo_burn::runs::create_run_dir;
 use yolo_burn::validate::{validate, ClassTable, Validation};
-use yolo_burn::validate_plots::{confusion_matrix, pr_curve};
 use yolo_burn::YoloError;
 
 /// Train, evaluate and export YOLOv8 and YOLO11 object detectors, on Burn.
@@ -446,7 +445,7 @@ fn data_preview(args: &PreviewArgs) -> Result<()> {
         .epoch(args.epoch)
         .next()
         .context("the training split has no batch")??;
-    let grid = render_batch(&batch, &index.names);
+    let grid = render_batch(&batch, &index.names)?;
     grid.save(&args.out)
         .with_context(|| format!("--out {}", args.out.display()))?;
     println!(
@@ -613,7 +612,7 @@ fn load_model<B: Backend>(
 }
 
 /// `val --config`: the checkpoint over `eval.split` of the dataset; prints Ultralytics' table and pycocotools'
-/// stats, and writes predictions.json, metrics.json, PR_curve.png and confusion_matrix.png.
+/// stats, and writes predictions.json, metrics.json, the PR/F1/P/R curves and the two confusion matrices.
 fn val_model(args: &ValArgs) -> Result<()> {
     let config = args.config.load()?;
     let split = match config.eval.split {
@@ -664,17 +663,10 @@ fn val_model(args: &ValArgs) -> Result<()> {
         "metrics.json",
         serde_json::to_string_pretty(&metrics)?.as_bytes(),
     )?;
-    let save = |name: &str, image: image::RgbImage| {
-        let path = dir.join(name);
-        image
-            .save(&path)
-            .with_context(|| format!("writing {}", path.display()))
-    };
-    save("PR_curve.png", pr_curve(&validation.evaluation))?;
-    save(
-        "confusion_matrix.png",
-        confusion_matrix(&validation.evaluation, &index.names),
-    )?;
+    validation
+        .plots()
+        .write(&dir, &index.names)
+        .context("writing val's plots")?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{about}")?;
     write!(out, "{}", ClassTable(&validation.rows))?;

@@ -4,6 +4,7 @@
 //! pycocotools' twelve stats (`eval::coco`) are kept beside them.
 
 use std::fmt;
+use std::path::Path;
 
 use burn::prelude::ToElement;
 use burn::tensor::backend::Backend;
@@ -12,11 +13,15 @@ use serde::Serialize;
 use crate::data::loader::{Loader, LoaderConfig};
 use crate::data::Index;
 use crate::eval::coco::{self, CocoEvaluation, CocoGroundTruth, DetectionBox};
+use crate::eval::confusion::ConfusionMatrix;
 use crate::eval::det_metrics::{
-    ap_per_class, box_iou, iou_thresholds, match_predictions, DetMetrics,
+    ap_per_class, box_iou, det_curves, iou_thresholds, match_predictions, DetCurves, DetMetrics,
 };
 use crate::loss::DetectionLoss;
-use crate::predict::Detector;
+use crate::plots::confusion::{confusion_figure, Normalize};
+use crate::plots::curves::{curve_figure, CurveKind};
+use crate::plots::save_png;
+use crate::predict::{place, unplace, Detector};
 use crate::YoloError;
 
 /// One row of the per-class table (Ultralytics' `Class Images Instances P R mAP50 mAP50-95`).
@@ -43,6 +48,8 @@ pub struct Validation {
     pub evaluation: CocoEvaluation,
     /// Ultralytics' metrics of the unrounded detections (the table, results.csv and fitness).
     pub metrics: DetMetrics,
+    /// The PR and F1/P/R-confidence curves of the same matches.
+    pub curves: DetCurves,
     /// The `all` row first, then one per class with instances (Ultralytics' metrics).
     pub rows: Vec<ClassRow>,
     /// Mean box, cls and dfl loss over the batches, when a loss was given.
@@ -65,6 +72,14 @@ impl Validation {
         0.1 * self.map50().max(0.0) + 0.9 * self.map50_95().max(0.0)
     }
 
+    /// What the pictures of this validation are drawn from.
+    pub fn plots(&self) -> ValidationPlots {
+        ValidationPlots {
+            curves: self.curves.clone(),
+            confusion: self.evaluation.confusion.clone(),
+        }
+    }
+
     /// The detections as a COCO results JSON array.
     pub fn predictions_json(&self) -> String {
         #[derive(Serialize)]
@@ -85,6 +100,30 @@ impl Validation {
             })
             .collect();
         serde_json::to_string(&entries).unwrap_or_else(|_| "[]".into())
+    }
+}
+
+/// The pictures Ultralytics' validator leaves in its run folder, in data small enough for the trainer to keep its
+/// best epoch's until training ends.
+#[derive(Debug, Clone)]
+pub struct ValidationPlots {
+    pub curves: DetCurves,
+    pub confusion: ConfusionMatrix,
+}
+
+impl ValidationPlots {
+    /// Writes `PR_curve.png`, `F1_curve.png`, `P_curve.png`, `R_curve.png`, `confusion_matrix.png` and
+    /// `confusion_matrix_normalized.png` into `dir`; `names` are the class names by index.
+    pub fn write(&self, dir: &Path, names: &[String]) -> Result<(), YoloError> {
+        for kind in CurveKind::ALL {
+            let image = curve_figure(kind, &self.curves, names)?;
+            save_png(&dir.join(kind.file_name()), &image)?;
+        }
+        for normalize in [Normalize::Counts, Normalize::Columns] {
+            let image = confusion_figure(&self.confusion, names, normalize)?;
+            save_png(&dir.join(normalize.file_name()), &image)?;
+        }
+        Ok(())
     }
 }
 
@@ -128,17 +167,25 @@ pub fn validate<B: Backend>(
             }
             batches += 1;
         }
-        for (image, found) in found_per_image.into_iter().enumerate() {
+        for (image, (raw, placement)) in found_per_image
+            .into_iter()
+            .zip(&batch.placements)
+            .enumerate()
+        {
             let labels: Vec<_> = records
                 .get(&batch.ids[image])
                 .map(|r| r.boxes.iter().filter(|b| !b.crowd).collect())
                 .unwrap_or_default();
-            let label_xyxy: Vec<[f32; 4]> = labels.iter().map(|b| b.xyxy_px).collect();
+            // Ultralytics' validator matches in model-input pixels, predictions unclipped; pycocotools (below)
+            // gets them mapped back to the image and clipped.
+            let label_xyxy: Vec<[f32; 4]> =
+                labels.iter().map(|b| place(b.xyxy_px, placement)).collect();
             let label_cls: Vec<usize> = labels.iter().map(|b| b.class as usize).collect();
-            let found_xyxy: Vec<[f32; 4]> = found.iter().map(|d| d.xyxy).collect();
-            let found_cls: Vec<usize> = found.iter().map(|d| d.class).collect();
+            let found_xyxy: Vec<[f32; 4]> = raw.iter().map(|d| d.xyxy).collect();
+            let found_cls: Vec<usize> = raw.iter().map(|d| d.class).collect();
             let iou = box_iou(&label_xyxy, &found_xyxy);
             tp.extend(match_predictions(&found_cls, &label_cls, &iou, &thresholds));
+            let found = unplace(raw, placement);
             conf.extend(found.iter().map(|d| d.conf));
             pred_cls.extend(found_cls);
             target_cls.extend(label_cls);
@@ -156,12 +203,14 @@ pub fn validate<B: Backend>(
     }
     let evaluation = coco::evaluate(gt, &detections);
     let metrics = ap_per_class(&tp, &conf, &pred_cls, &target_cls);
+    let curves = det_curves(&tp, &conf, &pred_cls, &target_cls);
     let rows = class_rows(index, &metrics);
     let losses = loss.map(|_| loss_sums.map(|s| s / batches.max(1) as f64));
     Ok(Validation {
         detections,
         evaluation,
         metrics,
+        curves,
         rows,
         losses,
     })

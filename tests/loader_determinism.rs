@@ -110,7 +110,7 @@ fn loader_caches_give_the_same_batches() {
     );
     let disk_loader = Loader::new(&index, train_config(2, CacheMode::Disk)).unwrap();
     let disk_first = epochs(&disk_loader, 1);
-    assert!(dir.path().join("im00.png.96.npy").exists());
+    assert!(dir.path().join("im00.png.96.cv2.npy").exists());
     let disk_again = epochs(&disk_loader, 1); // now read from the .npy files
     for other in [&ram, &disk_first, &disk_again] {
         assert_eq!(&plain, other);

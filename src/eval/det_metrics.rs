@@ -11,7 +11,7 @@
 //! `compute_ap`, `ap_per_class` (8.4.190); `tests/data/ap_per_class.json` holds their outputs on synthetic
 //! cases (`scripts/make_ap_per_class_case.py`).
 
-use super::f1::{best_f1, BestF1, ClassHits};
+use super::f1::{best_f1, class_curves, BestF1, ClassHits};
 
 /// `torch.linspace(0.5, 0.95, 10)` in float32, as the validator's `iouv`: each value is 0.5 + 0.05·i rounded
 /// once to f32 (checked against torch's in `tests/det_metrics.rs`).
@@ -183,18 +183,16 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
     }
 }
 
-/// `ap_per_class(tp, conf, pred_cls, target_cls)` over the whole split's predictions (`tp` from
-/// [`match_predictions`] per image, concatenated) and every label's class.
-pub fn ap_per_class(
-    tp: &[[bool; 10]],
-    conf: &[f32],
-    pred_cls: &[usize],
-    target_cls: &[usize],
-) -> DetMetrics {
+/// Labels per class (`np.unique(target_cls, return_counts=True)`) and each class's predictions, highest
+/// confidence first (`np.argsort(-conf)`).
+type ByClass = (
+    std::collections::BTreeMap<usize, usize>,
+    std::collections::HashMap<usize, Vec<usize>>,
+);
+
+fn group_by_class(conf: &[f32], pred_cls: &[usize], target_cls: &[usize]) -> ByClass {
     let mut order: Vec<usize> = (0..conf.len()).collect();
-    // np.argsort(-conf): highest confidence first.
     order.sort_by(|&a, &b| conf[b].total_cmp(&conf[a]));
-    // np.unique(target_cls, return_counts=True), and each class's predictions in confidence order.
     let mut labels = std::collections::BTreeMap::<usize, usize>::new();
     for &t in target_cls {
         *labels.entry(t).or_insert(0) += 1;
@@ -203,6 +201,36 @@ pub fn ap_per_class(
     for &i in &order {
         by_class.entry(pred_cls[i]).or_default().push(i);
     }
+    (labels, by_class)
+}
+
+/// One class's cumulative recall and precision at IoU threshold `j`, over its predictions `mine` in confidence
+/// order (`tpc / (n_l + eps)`, `tpc / (tpc + fpc)`).
+fn pr_points(mine: &[usize], tp: &[[bool; 10]], j: usize, n_l: usize) -> (Vec<f64>, Vec<f64>) {
+    let (mut tpc, mut fpc) = (0f64, 0f64);
+    let mut recall = Vec::with_capacity(mine.len());
+    let mut precision = Vec::with_capacity(mine.len());
+    for &i in mine {
+        if tp[i][j] {
+            tpc += 1.0;
+        } else {
+            fpc += 1.0;
+        }
+        recall.push(tpc / (n_l as f64 + 1e-16));
+        precision.push(tpc / (tpc + fpc));
+    }
+    (recall, precision)
+}
+
+/// `ap_per_class(tp, conf, pred_cls, target_cls)` over the whole split's predictions (`tp` from
+/// [`match_predictions`] per image, concatenated) and every label's class.
+pub fn ap_per_class(
+    tp: &[[bool; 10]],
+    conf: &[f32],
+    pred_cls: &[usize],
+    target_cls: &[usize],
+) -> DetMetrics {
+    let (labels, mut by_class) = group_by_class(conf, pred_cls, target_cls);
     let classes: Vec<usize> = labels.keys().copied().collect();
     let mut ap = Vec::with_capacity(classes.len());
     let mut hits = Vec::with_capacity(classes.len());
@@ -211,18 +239,7 @@ pub fn ap_per_class(
         let mut class_ap = [0.0; 10];
         if !mine.is_empty() {
             for (j, ap_j) in class_ap.iter_mut().enumerate() {
-                let (mut tpc, mut fpc) = (0f64, 0f64);
-                let mut recall = Vec::with_capacity(mine.len());
-                let mut precision = Vec::with_capacity(mine.len());
-                for &i in &mine {
-                    if tp[i][j] {
-                        tpc += 1.0;
-                    } else {
-                        fpc += 1.0;
-                    }
-                    recall.push(tpc / (n_l as f64 + 1e-16));
-                    precision.push(tpc / (tpc + fpc));
-                }
+                let (recall, precision) = pr_points(&mine, tp, j, n_l);
                 *ap_j = compute_ap(&recall, &precision);
             }
         }
@@ -239,6 +256,108 @@ pub fn ap_per_class(
         ap,
         best: best_f1(&hits),
     }
+}
+
+/// The curves `ap_per_class` hands to its plots (`PR_curve.png`, `F1_curve.png`, `P_curve.png`,
+/// `R_curve.png`), one row per class with labels. Kept apart from [`ap_per_class`] so that the metrics there stay
+/// the checked port they are; the arithmetic is the same.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetCurves {
+    /// `np.linspace(0, 1, 1000)`: the recall axis of `precision_at_recall`, the confidence axis of the others.
+    pub x: Vec<f64>,
+    /// Classes with labels, ascending (as [`DetMetrics::classes`]).
+    pub classes: Vec<usize>,
+    /// AP at IoU 0.5 per class.
+    pub ap50: Vec<f64>,
+    /// `prec_values`: the IoU-0.5 precision envelope at each recall of `x` (zeros for a class without
+    /// predictions).
+    ///
+    /// # Shapes
+    /// `[nc][1000]`, as the three below.
+    pub precision_at_recall: Vec<Vec<f64>>,
+    /// `p_curve`: precision at each confidence of `x` (1 above a class's highest confidence).
+    pub precision: Vec<Vec<f64>>,
+    /// `r_curve`: recall at each confidence of `x`.
+    pub recall: Vec<Vec<f64>>,
+    /// `f1_curve`: `2·p·r / (p + r + 1e-16)`.
+    pub f1: Vec<Vec<f64>>,
+}
+
+/// `compute_ap`'s `mrec` and `mpre`: recall and precision with the sentinels, precision as its envelope.
+fn envelope(recall: &[f64], precision: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let mut mrec = Vec::with_capacity(recall.len() + 3);
+    mrec.push(0.0);
+    mrec.extend_from_slice(recall);
+    mrec.push(recall.last().copied().unwrap_or(1.0));
+    mrec.push(1.0);
+    let mut mpre = Vec::with_capacity(precision.len() + 3);
+    mpre.push(1.0);
+    mpre.extend_from_slice(precision);
+    mpre.push(0.0);
+    mpre.push(0.0);
+    for i in (0..mpre.len() - 1).rev() {
+        mpre[i] = mpre[i].max(mpre[i + 1]);
+    }
+    (mrec, mpre)
+}
+
+/// The plotted curves of `ap_per_class` (`x`, `prec_values`, `p_curve`, `r_curve`, `f1_curve`) over the same
+/// inputs as [`ap_per_class`].
+pub fn det_curves(
+    tp: &[[bool; 10]],
+    conf: &[f32],
+    pred_cls: &[usize],
+    target_cls: &[usize],
+) -> DetCurves {
+    const EPS: f64 = 1e-16;
+    let x = linspace01(1000);
+    let (labels, mut by_class) = group_by_class(conf, pred_cls, target_cls);
+    let mut curves = DetCurves {
+        x: x.clone(),
+        classes: labels.keys().copied().collect(),
+        ap50: Vec::with_capacity(labels.len()),
+        precision_at_recall: Vec::with_capacity(labels.len()),
+        precision: Vec::with_capacity(labels.len()),
+        recall: Vec::with_capacity(labels.len()),
+        f1: Vec::with_capacity(labels.len()),
+    };
+    for (&c, &n_l) in &labels {
+        let mine = by_class.remove(&c).unwrap_or_default();
+        if mine.is_empty() {
+            curves.ap50.push(0.0);
+            for rows in [
+                &mut curves.precision_at_recall,
+                &mut curves.precision,
+                &mut curves.recall,
+                &mut curves.f1,
+            ] {
+                rows.push(vec![0.0; x.len()]);
+            }
+            continue;
+        }
+        let (recall, precision) = pr_points(&mine, tp, 0, n_l);
+        curves.ap50.push(compute_ap(&recall, &precision));
+        let (mrec, mpre) = envelope(&recall, &precision);
+        curves
+            .precision_at_recall
+            .push(x.iter().map(|&v| interp(v, &mrec, &mpre)).collect());
+        let hits = ClassHits {
+            category_id: c as i64,
+            num_labels: n_l,
+            confidences: mine.iter().map(|&i| f64::from(conf[i])).collect(),
+            true_positives: mine.iter().map(|&i| tp[i][0]).collect(),
+        };
+        let (p, r) = class_curves(&hits, &x);
+        curves.f1.push(
+            p.iter()
+                .zip(&r)
+                .map(|(p, r)| 2.0 * p * r / (p + r + EPS))
+                .collect(),
+        );
+        curves.precision.push(p);
+        curves.recall.push(r);
+    }
+    curves
 }
 
 #[cfg(test)]
@@ -270,5 +389,34 @@ mod tests {
         // The other class never matches.
         let tp = match_predictions(&[1, 1], &[0], &iou, &iou_thresholds());
         assert!(tp.iter().all(|r| r.iter().all(|&b| !b)));
+    }
+
+    #[test]
+    fn det_curves_agree_with_ap_per_class() {
+        // Class 0: a hit then a miss; class 1: labels but no predictions; class 2: predictions but no labels.
+        let tp = [[true; 10], [false; 10], [false; 10]];
+        let conf = [0.9f32, 0.4, 0.8];
+        let pred_cls = [0, 0, 2];
+        let target_cls = [0, 0, 1];
+        let metrics = ap_per_class(&tp, &conf, &pred_cls, &target_cls);
+        let curves = det_curves(&tp, &conf, &pred_cls, &target_cls);
+        assert_eq!(curves.classes, metrics.classes);
+        assert_eq!(curves.ap50[0], metrics.ap[0][0]);
+        assert_eq!(curves.x.len(), 1000);
+        // Precision 1 up to recall 0.5, then the envelope's sentinel drop.
+        assert_eq!(curves.precision_at_recall[0][0], 1.0);
+        assert_eq!(curves.precision_at_recall[0][400], 1.0);
+        assert!(curves.precision_at_recall[1].iter().all(|&p| p == 0.0));
+        // Between the two confidences np.interp runs P from 1 down to 0.5; R stays 0.5.
+        let (c0, c1, x) = (f64::from(0.9f32), f64::from(0.4f32), curves.x[500]);
+        let p = 1.0 - 0.5 * (c0 - x) / (c0 - c1);
+        assert!((curves.precision[0][500] - p).abs() < 1e-12);
+        assert!((curves.recall[0][500] - 0.5).abs() < 1e-12);
+        assert!((curves.f1[0][500] - p / (p + 0.5)).abs() < 1e-12);
+        // Above the highest confidence: P = 1 (np.interp's left), R = 0.
+        assert_eq!(
+            (curves.precision[0][999], curves.recall[0][999]),
+            (1.0, 0.0)
+        );
     }
 }

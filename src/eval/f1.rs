@@ -105,7 +105,7 @@ pub fn best_f1(classes: &[ClassHits]) -> BestF1 {
 
 /// Precision and recall of one class at each grid confidence: `np.interp(-x, -conf, curve)` with precision
 /// 1 and recall 0 above the highest confidence.
-fn class_curves(class: &ClassHits, grid: &[f64]) -> (Vec<f64>, Vec<f64>) {
+pub(crate) fn class_curves(class: &ClassHits, grid: &[f64]) -> (Vec<f64>, Vec<f64>) {
     if class.confidences.is_empty() {
         return (vec![0.0; grid.len()], vec![0.0; grid.len()]);
     }
@@ -149,7 +149,7 @@ fn interp(x: f64, xp: &[f64], fp: &[f64], left: f64) -> f64 {
 }
 
 /// Ultralytics' `smooth`: a box filter of `round(len * f * 2) // 2 + 1` points, padded with the edge values.
-fn smooth(y: &[f64], fraction: f64) -> Vec<f64> {
+pub(crate) fn smooth(y: &[f64], fraction: f64) -> Vec<f64> {
     let width = (y.len() as f64 * fraction * 2.0).round() as usize / 2 + 1;
     let pad = width / 2;
     let first = y[0];

@@ -1,7 +1,8 @@
 //! Weights that describe themselves: the safetensors metadata of a checkpoint names the model it holds
-//! (`arch`, `scale`, `nc`, `names`, and for ours `imgsz`), so `predict`, `val` and `info` need only the file, as
+//! (`arch`, `scale`, `nc`, `names` and `imgsz`), so `predict`, `val` and `info` need only the file, as
 //! Ultralytics' `yolo predict model=best.pt` does. Our `train` writes these keys; so does
-//! scripts/ultralytics_to_safetensors.py (all but `imgsz`).
+//! scripts/ultralytics_to_safetensors.py (`imgsz` from the checkpoint's `train_args`, which Ultralytics' own
+//! `YOLO(best.pt)` keeps too).
 //!
 //! A config key that the user set (in a config file or with `--set`) and that contradicts the metadata is an
 //! error naming both values: building the model from the config would only fail later with hundreds of
@@ -20,6 +21,10 @@ const SCALE: &str = "scale";
 const NC: &str = "nc";
 const NAMES: &str = "names";
 const IMGSZ: &str = "imgsz";
+
+/// Input size for weights that do not give one and a user who did not set `train.imgsz`: Ultralytics' 640.
+/// Our built-in `train.imgsz` (128) is sized for the embedded dataset, not for somebody else's weights.
+pub const UNDESCRIBED_IMGSZ: usize = 640;
 
 /// What a weights file's metadata says about its model; each field absent when the file does not say.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -126,7 +131,7 @@ pub struct ResolvedModel {
     pub model: YoloConfig,
     /// Class names from the metadata, when it has them.
     pub names: Option<Vec<String>>,
-    /// Input size: `train.imgsz` when set, else the weights', else the built-in default.
+    /// Input size: `train.imgsz` when set, else the weights', else [`UNDESCRIBED_IMGSZ`].
     pub imgsz: usize,
 }
 
@@ -183,7 +188,7 @@ pub fn resolve(
     let imgsz = if explicit.contains("train.imgsz") {
         config.train.imgsz
     } else {
-        meta.imgsz.unwrap_or(config.train.imgsz)
+        meta.imgsz.unwrap_or(UNDESCRIBED_IMGSZ)
     };
     Ok(ResolvedModel {
         model: YoloConfig::new(arch, scale, nc),
@@ -297,6 +302,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.model, YoloConfig::new(Arch::Yolov8, ScaleName::N, 5));
+        let mut small = Config::default();
+        small.train.imgsz = 128;
+        let default_small = resolve(
+            &WeightsMeta::default(),
+            Path::new("w"),
+            &small,
+            &keys(&[]),
+            Some(5),
+        );
+        assert_eq!(
+            default_small.unwrap().imgsz,
+            UNDESCRIBED_IMGSZ,
+            "an unset imgsz is Ultralytics' 640"
+        );
         assert_eq!(r.imgsz, 640);
         assert!(r.names.is_none());
         let err = resolve(

@@ -1,7 +1,6 @@
 //! Images in, boxes out: letterbox, forward, NMS, and boxes mapped back to original-image pixels. The one
 //! inference path shared by `predict`, `val` and validation during training.
 
-pub mod draw;
 pub mod run;
 pub mod sources;
 
@@ -29,10 +28,16 @@ impl<B: Backend> Detector<'_, B> {
     /// Detections of a validation batch, in original-image pixels (the batch's `placements` undo the resize and
     /// letterbox).
     pub fn detect_batch(&self, batch: &Batch, device: &B::Device) -> Vec<Vec<Detection>> {
-        self.detect_batch_with_head(batch, device).0
+        self.detect_batch_with_head(batch, device)
+            .0
+            .into_iter()
+            .zip(&batch.placements)
+            .map(|(dets, placement)| unplace(dets, placement))
+            .collect()
     }
 
-    /// [`Self::detect_batch`], also returning the raw head outputs (for validation losses).
+    /// Detections of a validation batch in model-input pixels, unclipped (where Ultralytics' validator matches
+    /// them to labels), with the raw head outputs (for validation losses). [`unplace`] maps them back.
     pub fn detect_batch_with_head(
         &self,
         batch: &Batch,
@@ -40,12 +45,7 @@ impl<B: Backend> Detector<'_, B> {
     ) -> (Vec<Vec<Detection>>, HeadOutput<B>) {
         let out = self.model.forward(batch.images_tensor::<B>(device));
         let raw = self.nms(self.model.head().decode(&out));
-        let placed = raw
-            .into_iter()
-            .zip(&batch.placements)
-            .map(|(dets, placement)| unplace(dets, placement))
-            .collect();
-        (placed, out)
+        (raw, out)
     }
 
     /// Detections of whole images, in their own pixels. As Ultralytics' predictor: when every image gets the
@@ -91,7 +91,7 @@ impl<B: Backend> Detector<'_, B> {
             }
             placements.push(Placement {
                 original_size: size,
-                gain: letterbox.gain,
+                gain: predict_gain(size, letterbox.unpadded),
                 pad_px: letterbox.pad_left_top.map(|p| p as f32),
             });
         }
@@ -123,24 +123,38 @@ impl<B: Backend> Detector<'_, B> {
     }
 }
 
+/// The predictor's per-axis gain for an image of `size` scaled to `unpadded`: Ultralytics' `scale_boxes`
+/// without `ratio_pad` divides by `new_w / w0` and `new_h / h0`, the rounded sides, not by the letterbox's ratio.
+fn predict_gain(size: [u32; 2], unpadded: [u32; 2]) -> [f32; 2] {
+    [0, 1].map(|a| (f64::from(unpadded[a]) / f64::from(size[a].max(1))) as f32)
+}
+
 /// Maps detections from model-input pixels back to the original image (Ultralytics' `scale_boxes`), clipped.
 pub fn unplace(detections: Vec<Detection>, placement: &Placement) -> Vec<Detection> {
     let [w, h] = placement.original_size.map(|v| v as f32);
     let [px, py] = placement.pad_px;
-    let gain = placement.gain.max(f32::MIN_POSITIVE);
+    let [gx, gy] = placement.gain.map(|g| g.max(f32::MIN_POSITIVE));
     detections
         .into_iter()
         .map(|d| {
             let [x1, y1, x2, y2] = d.xyxy;
             let xyxy = [
-                ((x1 - px) / gain).clamp(0.0, w),
-                ((y1 - py) / gain).clamp(0.0, h),
-                ((x2 - px) / gain).clamp(0.0, w),
-                ((y2 - py) / gain).clamp(0.0, h),
+                ((x1 - px) / gx).clamp(0.0, w),
+                ((y1 - py) / gy).clamp(0.0, h),
+                ((x2 - px) / gx).clamp(0.0, w),
+                ((y2 - py) / gy).clamp(0.0, h),
             ];
             Detection { xyxy, ..d }
         })
         .collect()
+}
+
+/// Maps a box from original-image to model-input pixels, the inverse of [`unplace`] without its clipping.
+pub fn place(xyxy: [f32; 4], placement: &Placement) -> [f32; 4] {
+    let [px, py] = placement.pad_px;
+    let [gx, gy] = placement.gain;
+    let [x1, y1, x2, y2] = xyxy;
+    [x1 * gx + px, y1 * gy + py, x2 * gx + px, y2 * gy + py]
 }
 
 #[cfg(test)]
@@ -153,7 +167,7 @@ mod tests {
         let letterbox = Letterbox::fit([200, 100], [64, 64], true);
         let placement = Placement {
             original_size: [200, 100],
-            gain: letterbox.gain,
+            gain: [letterbox.gain; 2],
             pad_px: letterbox.pad_left_top.map(|p| p as f32),
         };
         let original = [20.0f32, 10.0, 120.0, 90.0];

@@ -7,10 +7,10 @@ use burn::tensor::backend::Backend;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use super::draw::annotate;
 use super::Detector;
 use crate::data::image::load_rgb;
 use crate::eval::nms::Detection;
+use crate::plots::annotate::annotate_detections;
 use crate::YoloError;
 
 /// What a predict run needs besides the detector.
@@ -98,7 +98,7 @@ pub fn predict_files<B: Backend>(
             .detect_images(vec![image], device)
             .pop()
             .unwrap_or_default();
-        annotate(&mut annotated, &detections, options.names);
+        annotate_detections(&mut annotated, &detections, options.names)?;
         write_outputs(path, &annotated, &detections, size, options)?;
         summary.images += 1;
         summary.detections += detections.len();

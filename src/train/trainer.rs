@@ -41,7 +41,7 @@ use crate::model::weights::{
 use crate::model::{HeadOutput, Yolo, YoloConfig};
 use crate::predict::Detector;
 use crate::runs::unique_run_dir;
-use crate::validate::{validate, ClassTable};
+use crate::validate::{validate, ClassTable, ValidationPlots};
 use crate::YoloError;
 
 /// What to train: a config, and optionally the checkpoint to continue.
@@ -317,6 +317,12 @@ pub fn train<B: AutodiffBackend>(
         seconds: 0.0,
     };
     let mut epochs_this_process = 0;
+    // Ultralytics' final_eval validates best.pt with plots on: the best epoch's validation (the EMA best.pt
+    // holds) gives the same pictures, kept here until training ends; the latest stands in when no epoch of this
+    // process improved (a resumed run).
+    let (mut best_plots, mut last_plots): (Option<ValidationPlots>, Option<ValidationPlots>) =
+        (None, None);
+    let mut stopped_early = false;
     while state.epochs_done < t.epochs {
         let epoch = state.epochs_done;
         let bar = progress_bar(nb, request.quiet);
@@ -465,6 +471,9 @@ pub fn train<B: AutodiffBackend>(
                 improved = true;
                 state.best_fitness = Some(fitness);
                 state.best_epoch = state.epochs_done;
+                best_plots = Some(validation.plots());
+            } else {
+                last_plots = Some(validation.plots());
             }
         }
         rows.push(EpochRow {
@@ -510,6 +519,7 @@ pub fn train<B: AutodiffBackend>(
                 "EarlyStopping: no improvement in the last {} epochs; best was epoch {}",
                 t.patience, state.best_epoch
             ));
+            stopped_early = true;
             break;
         }
         if request
@@ -517,6 +527,11 @@ pub fn train<B: AutodiffBackend>(
             .is_some_and(|n| epochs_this_process >= n)
         {
             break;
+        }
+    }
+    if stopped_early || state.epochs_done >= t.epochs {
+        if let Some(plots) = best_plots.as_ref().or(last_plots.as_ref()) {
+            plots.write(&setup.run_dir, &setup.val_index.names)?;
         }
     }
     summary.seconds = started.elapsed().as_secs_f64();

@@ -9,13 +9,15 @@ use burn::tensor::{Tensor, TensorData};
 use crate::data::augment::Sample;
 use crate::loss::detection::Targets;
 
-/// How a validation image was placed in its batch: `input_px = original_px · gain + pad_px`.
+/// How an image was placed in the model input: `input_px = original_px · gain + pad_px`, per axis.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Placement {
     /// Original size `[w, h]` (after EXIF orientation).
     pub original_size: [u32; 2],
-    /// Scale from original pixels to input pixels (load-resize times letterbox).
-    pub gain: f32,
+    /// Scale from original to input pixels, `[x, y]`. Per axis, as Ultralytics' `scale_boxes` maps boxes back:
+    /// the resized sides are rounded (or ceiled) separately, so a single gain is off by up to half a pixel over
+    /// the image.
+    pub gain: [f32; 2],
     /// Left and top padding, input pixels.
     pub pad_px: [f32; 2],
 }

@@ -2,9 +2,9 @@
 //! RAM once for all workers, or kept as raw pixels in a `.npy` file beside the image.
 //!
 //! Ultralytics' `cache=disk` stores the full-size BGR image as `<stem>.npy`; ours stores the resized RGB image,
-//! which is what every epoch needs, as `<file name>.<imgsz>.npy` (e.g. `000000000009.jpg.640.npy`), so the two
-//! never read each other's files. The file is a standard NPY 1.0 array `|u1` of shape `(h, w, 3)`, readable with
-//! `numpy.load`; it is used only when it is newer than the image.
+//! which is what every epoch needs, as `<file name>.<imgsz>.<PIXELS>.npy` (e.g. `000000000009.jpg.640.cv2.npy`),
+//! so the two never read each other's files. The file is a standard NPY 1.0 array `|u1` of shape `(h, w, 3)`,
+//! readable with `numpy.load`; it is used only when it is newer than the image.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs;
@@ -179,10 +179,15 @@ fn decode_resized(path: &Path, imgsz: u32) -> Result<RgbImage, YoloError> {
     Ok(resize_long_side(image, imgsz))
 }
 
-/// `<image file name>.<imgsz>.npy` beside the image.
+/// Names how the cached pixels were made: "cv2" since JPEGs decode through libjpeg-turbo and resize as
+/// `cv2.resize` does. Files from the earlier decoder and resize (`<name>.<imgsz>.npy`, off by a level here and
+/// there) are newer than their images, so only a new name keeps them from being read.
+const PIXELS: &str = "cv2";
+
+/// `<image file name>.<imgsz>.<PIXELS>.npy` beside the image.
 pub fn npy_path(image: &Path, imgsz: u32) -> PathBuf {
     let mut name = image.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{imgsz}.npy"));
+    name.push(format!(".{imgsz}.{PIXELS}.npy"));
     image.with_file_name(name)
 }
 
@@ -276,7 +281,7 @@ mod tests {
     fn npy_path_keeps_extension_and_size() {
         assert_eq!(
             npy_path(Path::new("/d/images/x.jpg"), 640),
-            PathBuf::from("/d/images/x.jpg.640.npy")
+            PathBuf::from("/d/images/x.jpg.640.cv2.npy")
         );
     }
 }

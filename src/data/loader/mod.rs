@@ -371,10 +371,12 @@ impl WorkerJob {
                         .map(|p| {
                             let item = &self.items[group.items[p]];
                             let lb = Letterbox::fit(pool[p].size(), planned.size, false);
-                            let resize_gain = pool[p].size()[0] as f32 / item.size[0].max(1) as f32;
+                            // Ultralytics' `ratio_pad`: load_image's per-axis ratio times the letterbox's.
+                            let [rw, rh] = pool[p].size();
+                            let [w0, h0] = item.size.map(|v| v.max(1) as f32);
                             placements.push(Placement {
                                 original_size: item.size,
-                                gain: resize_gain * lb.gain,
+                                gain: [rw as f32 / w0 * lb.gain, rh as f32 / h0 * lb.gain],
                                 pad_px: lb.pad_left_top.map(|v| v as f32),
                             });
                             lb.apply(&pool[p])
