@@ -99,7 +99,7 @@ def reference(out: Path, conf: float) -> None:
     val = {"precision": m.box.mp, "recall": m.box.mr, "mAP50": m.box.map50, "mAP50-95": m.box.map}
     # The same validator with one change: set_rectangle's `ar.argsort()` made stable. numpy's default argsort
     # is x86-simd-sort on AVX2/AVX-512 CPUs and introsort elsewhere, so images with equal aspect ratios land in
-    # different rect batches (other padding, other outputs) from one CPU to the next; yolo-burn sorts stably.
+    # different rect batches (other padding, other outputs) from one CPU to the next; this row shows how much.
     import numpy as np
     from ultralytics.data import base
 
@@ -196,12 +196,13 @@ def compare(out: Path, conf: float, binary: Path) -> int:
             ("yolo-burn val", my_val))
     for who, v in rows:
         print(f"  {who:<38} " + " ".join(f"{v[k]:.6f}" for k in keys))
-    same = {who: all(round(v[k], 3) == round(my_val[k], 3) for k in keys) for who, v in rows[:2]}
+    # The stable-sort row only shows how much numpy's CPU-dependent tie order moves Ultralytics' own numbers;
+    # yolo-burn orders as numpy does on this CPU (data/loader/numpy_argsort.rs), so it is held to the stock row.
+    same = all(round(their_val["stock"][k], 3) == round(my_val[k], 3) for k in keys)
     boxes_ok = unmatched_theirs == 0 and unmatched_ours == 0 and median <= 0.01 and max(corner, default=0) <= 0.5
     print(f"predict: {'PASS' if boxes_ok else 'FAIL'} (every box matched, median <= 0.01 px, max <= 0.5 px)")
-    for who, ok in same.items():
-        print(f"val equal to {who} to 3 decimals: {'PASS' if ok else 'FAIL'}")
-    return 0 if boxes_ok and all(same.values()) else 1
+    print(f"val equal to yolo val to 3 decimals: {'PASS' if same else 'FAIL'}")
+    return 0 if boxes_ok and same else 1
 
 
 def main() -> int:

@@ -37,4 +37,8 @@ pub enum YoloError {
     /// A picture (a plot, an annotated image) could not be drawn.
     #[error("drawing {what}: {detail}")]
     Plot { what: String, detail: String },
+    /// An exported ONNX file cannot be run by `val`/`predict` (not ours, the `nms` head, or a graph tract
+    /// refuses).
+    #[error(transparent)]
+    Onnx(#[from] crate::predict::onnx::OnnxError),
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
@@ -12,7 +12,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use yolo_burn::backend::{self, BackendChoice, BackendJob};
 use yolo_burn::bench::loader::LoaderBench;
 use yolo_burn::bench::ModelBench;
-use yolo_burn::config::{Arch, Config, Kernels, Precision, ScaleName, Split};
+use yolo_burn::config::{Arch, Config, ExportFormat, Kernels, Precision, ScaleName, Split};
 use yolo_burn::data::loader::{Loader, LoaderConfig};
 use yolo_burn::data::preview::render_batch;
 use yolo_burn::data::summary::Summary;
@@ -25,9 +25,10 @@ use yolo_burn::model::weights::load_ultralytics;
 use yolo_burn::model::yolo::parameter_count;
 use yolo_burn::model::Yolo;
 use yolo_burn::model::{Layer, YoloConfig};
+use yolo_burn::predict::onnx::{OnnxHead, OnnxModel};
 use yolo_burn::predict::run::{predict_files, PredictOptions, PredictSummary};
 use yolo_burn::predict::sources::expand;
-use yolo_burn::predict::Detector;
+use yolo_burn::predict::{DetectModel, Detector};
 use yolo_burn::runs::create_run_dir;
 use yolo_burn::validate::{validate, ClassTable, Validation};
 use yolo_burn::YoloError;
@@ -53,8 +54,9 @@ enum Command {
     Val(ValArgs),
     /// Detect objects in images: annotated copies, a JSON file per image, optionally YOLO txt labels.
     Predict(PredictArgs),
-    /// Export a checkpoint to ONNX for TensorRT / DeepStream (not implemented yet).
-    Export(ConfigArgs),
+    /// Export a checkpoint to ONNX that TensorRT 8.5+ and DeepStream read as is: Conv+BN folded, SiLU as
+    /// x·sigmoid(x), a raw, DeepStream or EfficientNMS_TRT output head, fp32 or fp16 inside.
+    Export(ExportArgs),
     /// Print the model summary: layers, parameters and GFLOPs at the configured imgsz.
     Info(InfoArgs),
     /// Time forward and forward+backward of a model on a backend, or the data loader (`bench loader`); see
@@ -157,7 +159,8 @@ struct ValArgs {
     /// Print the 12 stats and per-category AP as one JSON object instead of pycocotools' text.
     #[arg(long)]
     json: bool,
-    /// Ultralytics-layout safetensors weights to evaluate (overrides `model.weights`).
+    /// Ultralytics-layout safetensors weights to evaluate, or an ONNX file from `yolo-burn export` (raw or
+    /// deepstream head, run with tract at the file's input size and batch) (overrides `model.weights`).
     #[arg(long)]
     weights: Option<PathBuf>,
     /// Run folder name under `train.project`; an existing one gets a numeric suffix.
@@ -172,7 +175,8 @@ struct ValArgs {
 struct PredictArgs {
     #[command(flatten)]
     config: ConfigArgs,
-    /// Ultralytics-layout safetensors weights (overrides `model.weights`).
+    /// Ultralytics-layout safetensors weights, or an ONNX file from `yolo-burn export` (raw or deepstream head,
+    /// run with tract, images letterboxed into its input size) (overrides `model.weights`).
     #[arg(long)]
     weights: Option<PathBuf>,
     /// An image, a folder of images, or a glob pattern (quote it).
@@ -190,6 +194,60 @@ struct PredictArgs {
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
+}
+
+/// `export`'s flags; where `[export]` has the same key, the flag overrides it.
+#[derive(Args, Debug)]
+struct ExportArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Weights to export: our `weights/best` safetensors or an Ultralytics-layout one (overrides
+    /// `model.weights`).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Output format (overrides `export.format`); only `onnx`.
+    #[arg(long)]
+    format: Option<ExportFormat>,
+    /// f16 weights and computation inside the graph; the input and outputs stay f32 (or `export.half`).
+    #[arg(long)]
+    half: bool,
+    /// ONNX opset, 13 to 17 (default `export.opset`, 17).
+    #[arg(long)]
+    opset: Option<i64>,
+    /// A dynamic batch dimension (or `export.dynamic`); TensorRT then needs an optimisation profile.
+    #[arg(long, conflicts_with = "batch")]
+    dynamic: bool,
+    /// A static batch size (default 1).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Input size: one side for a square, or H W; multiples of 32 (default `export.imgsz`, else the weights').
+    #[arg(long, num_args = 1..=2, value_name = "SIZE")]
+    imgsz: Vec<usize>,
+    /// Output head: `raw` [B, 4+nc, A] (Ultralytics' cx,cy,w,h + scores), `deepstream` [B, A, 6]
+    /// (x1,y1,x2,y2,score,class), or `nms` (TensorRT's EfficientNMS_TRT plugin; works with --dynamic).
+    #[arg(long, value_enum, default_value_t = HeadArg::Raw)]
+    head: HeadArg,
+    /// NMS IoU threshold of `--head nms` (default `eval.iou`).
+    #[arg(long)]
+    iou: Option<f64>,
+    /// Score threshold of `--head nms` (default `eval.conf`, else 0.25 as `predict`).
+    #[arg(long)]
+    conf: Option<f64>,
+    /// Detections per image of `--head nms` (default `eval.max_det`).
+    #[arg(long)]
+    max_det: Option<usize>,
+    /// Output file (default: beside the weights, `.onnx` or `.fp16.onnx`).
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+/// `export --head`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum HeadArg {
+    Raw,
+    #[value(name = "deepstream")]
+    DeepStream,
+    Nms,
 }
 
 #[derive(Args, Debug)]
@@ -379,10 +437,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => train(&args),
         Command::Val(args) => val(&args),
         Command::Predict(args) => predict(&args),
-        Command::Export(args) => {
-            args.load()?;
-            not_yet("export", "the export issue")
-        }
+        Command::Export(args) => export(&args),
         Command::Info(args) => info(&args),
         Command::Bench(args) => match &args.what {
             Some(BenchCommand::Loader(loader)) => bench_loader(loader),
@@ -563,10 +618,6 @@ fn bench_loader(args: &LoaderBenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn not_yet(command: &str, issue: &str) -> Result<()> {
-    bail!("`{command}` is not implemented yet (see {issue}); the config was read and is valid")
-}
-
 /// `val`: with `--gt` and `--predictions`, pycocotools' bbox evaluation of that file; otherwise the model path,
 /// which needs the data loader.
 fn val(args: &ValArgs) -> Result<()> {
@@ -584,6 +635,90 @@ fn val(args: &ValArgs) -> Result<()> {
         write!(out, "{}", evaluation.stats.to_pycocotools_text())?;
     }
     out.flush()?;
+    Ok(())
+}
+
+/// `export`: the weights (read as every subcommand reads them: metadata, then config) written as ONNX.
+fn export(args: &ExportArgs) -> Result<()> {
+    use yolo_burn::export::{
+        default_output, export_onnx, BatchSize, ExportHead, ExportOptions, ExportPrecision,
+        NmsOptions,
+    };
+    let config = args.config.load()?;
+    let format = args.format.unwrap_or(config.export.format);
+    if format != ExportFormat::Onnx {
+        bail!("--format {format}: only onnx is supported");
+    }
+    let Some(path) = args.weights.as_ref().or(config.model.weights.as_ref()) else {
+        bail!("no weights: pass --weights FILE or set model.weights (a .safetensors)");
+    };
+    let meta = WeightsMeta::read(path).with_context(|| format!("--weights {}", path.display()))?;
+    let resolved = resolve_weights(&meta, path, &config, &args.config.explicit_keys(), None)?;
+    let model_config = resolved.model.clone();
+    let device = Default::default();
+    let model = load_ultralytics(model_config.init::<backend::Cpu>(&device), path)?;
+    let nc = model_config.nc;
+    let names = resolved
+        .names
+        .unwrap_or_else(|| (0..nc).map(|i| format!("class{i}")).collect());
+    let imgsz = match args.imgsz[..] {
+        [h, w] => [h, w],
+        [side] => [side, side],
+        _ => [config.export.imgsz.unwrap_or(resolved.imgsz); 2],
+    };
+    let precision = if args.half || config.export.half {
+        ExportPrecision::Fp16
+    } else {
+        ExportPrecision::Fp32
+    };
+    let batch = if args.dynamic || (config.export.dynamic && args.batch.is_none()) {
+        BatchSize::Dynamic
+    } else {
+        BatchSize::Static(args.batch.unwrap_or(1))
+    };
+    let head = match args.head {
+        HeadArg::Raw => ExportHead::Raw,
+        HeadArg::DeepStream => ExportHead::DeepStream,
+        HeadArg::Nms => ExportHead::Nms(NmsOptions {
+            iou: args.iou.unwrap_or(config.eval.iou),
+            conf: args.conf.unwrap_or(config.eval.predict_conf()),
+            max_det: args.max_det.unwrap_or(config.eval.max_det),
+        }),
+    };
+    let options = ExportOptions {
+        opset: args.opset.unwrap_or(config.export.opset as i64),
+        precision,
+        batch,
+        imgsz,
+        head,
+        arch: model_config.arch,
+        scale: model_config.scale,
+        names,
+    };
+    let exported = export_onnx(&model, &options)?;
+    let output = args
+        .output
+        .clone()
+        .unwrap_or_else(|| default_output(path, precision));
+    yolo_burn::model::weights::write_atomic(&output, &exported.bytes)
+        .with_context(|| format!("--output {}", output.display()))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "exported {}{} ({} classes) to {} ({:.1} MB): head {}, precision {}, opset {}",
+        model_config.arch,
+        model_config.scale,
+        nc,
+        output.display(),
+        exported.bytes.len() as f64 / 1e6,
+        options.head.name(),
+        precision.name(),
+        options.opset
+    )?;
+    writeln!(out, "  input  {}", exported.input)?;
+    for o in &exported.outputs {
+        writeln!(out, "  output {o}")?;
+    }
     Ok(())
 }
 
@@ -698,6 +833,9 @@ impl BackendJob for ValJob<'_> {
     type Output = Result<(Validation, String)>;
 
     fn run<AB: AutodiffBackend>(self, device: AB::Device) -> Self::Output {
+        if let Some(path) = onnx_weights(self.args.weights.as_ref(), self.config) {
+            return self.run_onnx::<AB::InnerBackend>(path, &device);
+        }
         let (model, names, imgsz) = load_model::<AB::InnerBackend>(
             &self.args.config,
             self.config,
@@ -706,8 +844,13 @@ impl BackendJob for ValJob<'_> {
             &device,
         )?;
         let about = format!(
-            "val: {} images at imgsz {imgsz}, {} classes",
+            "val: {} images at imgsz {imgsz} ({}), {} classes",
             self.index.images.len(),
+            if self.config.eval.rect {
+                "rect batches"
+            } else {
+                "square batches, eval.rect = false"
+            },
             names.len()
         );
         if names.len() != self.index.nc() {
@@ -720,7 +863,7 @@ impl BackendJob for ValJob<'_> {
             );
         }
         let detector = Detector {
-            model: &model,
+            model: DetectModel::Burn(&model),
             imgsz,
             nms: NmsConfig::val_with(&self.config.eval),
         };
@@ -731,6 +874,108 @@ impl BackendJob for ValJob<'_> {
         let validation = validate(&detector, self.index, self.gt, loader, &device, None)?;
         Ok((validation, about))
     }
+}
+
+impl ValJob<'_> {
+    /// `val` of an exported ONNX file, as Ultralytics' validator runs a non-PyTorch model: every batch is the
+    /// file's fixed input (`rect = False`, `imgsz` from its metadata), `batch` images each when its batch is
+    /// static (else `train.batch`).
+    fn run_onnx<B: Backend>(
+        &self,
+        path: &Path,
+        device: &B::Device,
+    ) -> Result<(Validation, String)> {
+        if self.config.eval.rect && self.args.config.explicit_keys().contains("eval.rect") {
+            bail!(
+                "eval.rect = true: {} has a fixed input, so its batches cannot be rectangular; remove \
+                 eval.rect (or set it to false, what the file runs anyway)",
+                path.display()
+            );
+        }
+        let (model, names) = load_onnx(&self.args.config, self.config, path)?;
+        if names.len() != self.index.nc() {
+            bail!(
+                "{} detects {} classes but {} has {}: evaluate it on the dataset it was trained for \
+                 (data.dataset)",
+                path.display(),
+                names.len(),
+                self.config.data.dataset.display(),
+                self.index.nc()
+            );
+        }
+        let meta = model.meta();
+        let [w, h] = model.canvas();
+        let batch = meta.batch.unwrap_or(self.config.train.batch);
+        let about = format!(
+            "val: {} images at {w}x{h} (the ONNX file's input, {} head, {}, batch {}), {} classes",
+            self.index.images.len(),
+            match meta.head {
+                OnnxHead::Raw => "raw",
+                OnnxHead::DeepStream => "deepstream",
+            },
+            meta.precision,
+            meta.batch.map_or("dynamic".into(), |b| b.to_string()),
+            names.len()
+        );
+        let detector = Detector::<B> {
+            model: DetectModel::Onnx(&model),
+            imgsz: w.max(h) as usize,
+            nms: NmsConfig::val_with(&self.config.eval),
+        };
+        let loader = LoaderConfig::val_fixed(self.config, [w, h], batch);
+        let validation = validate(&detector, self.index, self.gt, loader, device, None)?;
+        Ok((validation, about))
+    }
+}
+
+/// The val/predict weights when they are an exported ONNX file (by extension): `--weights`, else `model.weights`.
+fn onnx_weights<'a>(weights: Option<&'a PathBuf>, config: &'a Config) -> Option<&'a Path> {
+    weights
+        .or(config.model.weights.as_ref())
+        .map(PathBuf::as_path)
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+        })
+}
+
+/// An exported ONNX file and its class names (from its metadata). A `model.nc`, `model.arch` or `model.scale`
+/// the user set (config file or `--set`) must agree with the metadata, as for safetensors weights: the file
+/// cannot be rebuilt for other classes.
+fn load_onnx(args: &ConfigArgs, config: &Config, path: &Path) -> Result<(OnnxModel, Vec<String>)> {
+    let model = OnnxModel::load(path).with_context(|| format!("--weights {}", path.display()))?;
+    let meta = model.meta();
+    let explicit = args.explicit_keys();
+    let ours = [
+        (
+            "model.nc",
+            config.model.nc.map(|n| n.to_string()),
+            meta.nc.to_string(),
+        ),
+        (
+            "model.arch",
+            Some(config.model.arch.to_string()),
+            meta.arch.clone(),
+        ),
+        (
+            "model.scale",
+            Some(config.model.scale.to_string()),
+            meta.scale.clone(),
+        ),
+    ];
+    for (key, ours, theirs) in ours {
+        if let Some(ours) =
+            ours.filter(|o| explicit.contains(key) && !theirs.is_empty() && *o != theirs)
+        {
+            bail!(
+                "{key} = {ours} is set (config file or --set), but the metadata of {} says {theirs}; remove \
+                 {key} to use the file's value, or export a model made with {ours}",
+                path.display()
+            );
+        }
+    }
+    let names = meta.names.clone();
+    Ok((model, names))
 }
 
 /// `predict`'s model work on the chosen backend.
@@ -746,13 +991,38 @@ impl BackendJob for PredictJob<'_> {
 
     fn run<AB: AutodiffBackend>(self, device: AB::Device) -> Self::Output {
         let (args, config) = (self.args, self.config);
-        let (model, mut names, imgsz) = load_model::<AB::InnerBackend>(
+        if let Some(path) = onnx_weights(args.weights.as_ref(), config) {
+            let (onnx, names) = load_onnx(&args.config, config, path)?;
+            let [w, h] = onnx.canvas();
+            let imgsz = w.max(h) as usize;
+            return self.predict_with::<AB::InnerBackend>(
+                DetectModel::Onnx(&onnx),
+                names,
+                imgsz,
+                &device,
+            );
+        }
+        let (model, names, imgsz) = load_model::<AB::InnerBackend>(
             &args.config,
             config,
             args.weights.as_ref(),
             self.dataset_names.as_ref().map(Vec::len),
             &device,
         )?;
+        self.predict_with(DetectModel::Burn(&model), names, imgsz, &device)
+    }
+}
+
+impl PredictJob<'_> {
+    /// The run itself, once the model is loaded (the Burn model or an ONNX file).
+    fn predict_with<B: Backend>(
+        self,
+        model: DetectModel<B>,
+        mut names: Vec<String>,
+        imgsz: usize,
+        device: &B::Device,
+    ) -> Result<(PathBuf, PredictSummary)> {
+        let (args, config) = (self.args, self.config);
         if let Some(dataset_names) = self
             .dataset_names
             .filter(|n| n.len() == names.len() && names[0] == "class0")
@@ -760,7 +1030,7 @@ impl BackendJob for PredictJob<'_> {
             names = dataset_names;
         }
         let detector = Detector {
-            model: &model,
+            model,
             imgsz,
             nms: NmsConfig::predict_with(&config.eval),
         };
@@ -771,7 +1041,7 @@ impl BackendJob for PredictJob<'_> {
             save_txt: args.save_txt,
             progress: !args.quiet,
         };
-        let summary = predict_files(&detector, self.sources, &options, &device)?;
+        let summary = predict_files(&detector, self.sources, &options, device)?;
         Ok((dir, summary))
     }
 }

@@ -127,7 +127,8 @@ impl ValidationPlots {
     }
 }
 
-/// Runs `detector` over every image of `index` (letterboxed rectangular batches, as Ultralytics validates) and
+/// Runs `detector` over every image of `index` (in the batches `loader` makes: letterboxed rectangles as
+/// Ultralytics validates a PyTorch model, or one fixed canvas for an ONNX model) and
 /// evaluates against `gt`, which must describe the same images: [`CocoGroundTruth::from_index`] for any
 /// dataset, or the instances file itself for a COCO JSON dataset.
 ///
@@ -155,8 +156,14 @@ pub fn validate<B: Backend>(
     let (mut loss_sums, mut batches) = ([0f64; 3], 0usize);
     for batch in loader.epoch(0) {
         let batch = batch?;
-        let (found_per_image, head) = detector.detect_batch_with_head(&batch, device);
+        let (found_per_image, head) = detector.detect_batch_with_head(&batch, device)?;
         if let Some(loss) = loss {
+            let Some(head) = head else {
+                return Err(YoloError::InvalidConfig(
+                    "validation losses need the Burn model's head outputs, which an ONNX graph does not give"
+                        .into(),
+                ));
+            };
             let parts = loss.forward(&head, &batch.loss_targets())?.parts;
             for (sum, part) in
                 loss_sums

@@ -95,7 +95,7 @@ fn empty_folder_info_data_check_train_predict_need_no_config() {
     let validated = ok(&run(here, &["val", "--weights", best]));
     assert!(validated.contains("Average Precision"), "{validated}");
     assert!(
-        validated.contains("at imgsz 64, 6 classes"),
+        validated.contains("at imgsz 64 (rect batches), 6 classes"),
         "the weights' size: {validated}"
     );
 

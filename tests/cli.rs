@@ -121,9 +121,9 @@ fn missing_config_file_is_named() {
 }
 
 #[test]
-fn unimplemented_subcommands_fail_loudly() {
+fn export_without_weights_says_what_to_pass() {
     let out = yolo_burn(&["export"]);
-    assert_user_error(&out, &["not implemented yet"]);
+    assert_user_error(&out, &["no weights", "--weights"]);
 }
 
 #[test]

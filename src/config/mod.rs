@@ -424,7 +424,7 @@ mod tests {
             ("[data]\nfraction = 0", "must be a number in (0, 1]"),
             ("[data]\ndataset = \"\"", "must be a non-empty path string"),
             ("[train]\nlr0 = nan", "must be a number > 0"),
-            ("[export]\nopset = 5", "must be an integer from 11 to 23"),
+            ("[export]\nopset = 5", "must be an integer from 13 to 17"),
         ];
         for (text, expected) in cases {
             let message = error(text, &[]);

@@ -375,6 +375,9 @@ pub struct EvalSection {
     pub agnostic_nms: bool,
     /// Dataset split that `val` evaluates: `"train"`, `"val"` or `"test"` (default.yaml `split: val`).
     pub split: Split,
+    /// Rectangular validation batches (Ultralytics' validator default); `false` letterboxes every image into the
+    /// `imgsz` square, as a fixed-size exported file needs, so the two can be compared on equal terms.
+    pub rect: bool,
 }
 
 impl Default for EvalSection {
@@ -385,6 +388,7 @@ impl Default for EvalSection {
             max_det: 300,
             agnostic_nms: false,
             split: Split::Val,
+            rect: true,
         }
     }
 }
@@ -401,6 +405,7 @@ impl EvalSection {
         KeySpec::new("max_det", Kind::at_least(1)),
         KeySpec::new("agnostic_nms", Kind::Bool),
         KeySpec::new("split", Kind::choice(Split::NAMES)),
+        KeySpec::new("rect", Kind::Bool),
     ];
 
     /// The confidence threshold for `val`.
@@ -422,7 +427,8 @@ pub struct ExportSection {
     pub format: ExportFormat,
     /// Write fp16 weights and activations (default.yaml `half: False`).
     pub half: bool,
-    /// ONNX opset version (default.yaml leaves it empty for the newest; 17 runs on TensorRT 8.6+).
+    /// ONNX opset version, 13 to 17: 13 is the first with `Split` sizes as an input (what the exporter writes),
+    /// 17 the last TensorRT 8.5 reads (default.yaml leaves it empty for the newest).
     pub opset: usize,
     /// Dynamic batch and image size axes (default.yaml `dynamic: False`).
     pub dynamic: bool,
@@ -449,7 +455,7 @@ impl ExportSection {
     pub(crate) const KEYS: &'static [KeySpec] = &[
         KeySpec::new("format", Kind::choice(ExportFormat::NAMES)),
         KeySpec::new("half", Kind::Bool),
-        KeySpec::new("opset", Kind::between(11, 23)),
+        KeySpec::new("opset", Kind::between(13, 17)),
         KeySpec::new("dynamic", Kind::Bool),
         KeySpec::new("simplify", Kind::Bool),
         KeySpec::optional("imgsz", Kind::ImgSize, "train.imgsz"),

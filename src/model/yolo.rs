@@ -303,6 +303,12 @@ impl<B: Backend> Yolo<B> {
         [0, 1, 2].map(|level| take(&saved, self.head_from[level]))
     }
 
+    /// The indices of the three layers Detect reads (P3, P4, P5), for walks over `model` outside `features`
+    /// (the ONNX exporter's).
+    pub fn head_from(&self) -> &[usize] {
+        &self.head_from
+    }
+
     /// The Detect head (the last layer).
     pub fn head(&self) -> &Detect<B> {
         match self.model.last() {

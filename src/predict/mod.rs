@@ -1,6 +1,7 @@
 //! Images in, boxes out: letterbox, forward, NMS, and boxes mapped back to original-image pixels. The one
 //! inference path shared by `predict`, `val` and validation during training.
 
+pub mod onnx;
 pub mod run;
 pub mod sources;
 
@@ -12,14 +13,35 @@ use crate::data::augment::{Letterbox, Sample};
 use crate::data::loader::{Batch, Placement};
 use crate::eval::nms::{batched_non_max_suppression, Detection, NmsConfig};
 use crate::model::{HeadOutput, Yolo, STRIDES};
+use crate::YoloError;
+use onnx::OnnxModel;
 
 /// The model's largest stride: rectangular inputs are padded to multiples of it.
 const MAX_STRIDE: u32 = STRIDES[2] as u32;
 
-/// A model in eval mode (borrowed: the trainer validates its EMA in place) with its input size and NMS settings.
+/// What turns an image batch into decoded predictions `[B, 4 + nc, A]`: the Burn model, or an exported ONNX
+/// file run by tract (so that `val` measures the deployed file). Borrowed: the trainer validates its EMA in place.
+pub enum DetectModel<'a, B: Backend> {
+    Burn(&'a Yolo<B>),
+    /// Fixed input size: images are letterboxed into its canvas, never into a per-batch rectangle.
+    Onnx(&'a OnnxModel),
+}
+
+impl<'a, B: Backend> From<&'a Yolo<B>> for DetectModel<'a, B> {
+    fn from(model: &'a Yolo<B>) -> Self {
+        Self::Burn(model)
+    }
+}
+
+/// A validation batch's detections per image (model-input pixels), with the Burn head's raw outputs (for the
+/// validation losses) when the model is the Burn one.
+pub type BatchDetections<B> = (Vec<Vec<Detection>>, Option<HeadOutput<B>>);
+
+/// A model in eval mode with its input size and NMS settings.
 pub struct Detector<'a, B: Backend> {
-    pub model: &'a Yolo<B>,
-    /// Square input size for single images (`train.imgsz`); loader batches bring their own shape.
+    pub model: DetectModel<'a, B>,
+    /// Square input size for single images (`train.imgsz`) of the Burn model; loader batches bring their own
+    /// shape, and an ONNX model has its own.
     pub imgsz: usize,
     pub nms: NmsConfig,
 }
@@ -27,59 +49,102 @@ pub struct Detector<'a, B: Backend> {
 impl<B: Backend> Detector<'_, B> {
     /// Detections of a validation batch, in original-image pixels (the batch's `placements` undo the resize and
     /// letterbox).
-    pub fn detect_batch(&self, batch: &Batch, device: &B::Device) -> Vec<Vec<Detection>> {
-        self.detect_batch_with_head(batch, device)
+    pub fn detect_batch(
+        &self,
+        batch: &Batch,
+        device: &B::Device,
+    ) -> Result<Vec<Vec<Detection>>, YoloError> {
+        Ok(self
+            .detect_batch_with_head(batch, device)?
             .0
             .into_iter()
             .zip(&batch.placements)
             .map(|(dets, placement)| unplace(dets, placement))
-            .collect()
+            .collect())
     }
 
     /// Detections of a validation batch in model-input pixels, unclipped (where Ultralytics' validator matches
-    /// them to labels), with the raw head outputs (for validation losses). [`unplace`] maps them back.
+    /// them to labels), with the raw head outputs for validation losses (the Burn model only: an ONNX graph
+    /// ends decoded). [`unplace`] maps them back.
     pub fn detect_batch_with_head(
         &self,
         batch: &Batch,
         device: &B::Device,
-    ) -> (Vec<Vec<Detection>>, HeadOutput<B>) {
-        let out = self.model.forward(batch.images_tensor::<B>(device));
-        let raw = self.nms(self.model.head().decode(&out));
-        (raw, out)
+    ) -> Result<BatchDetections<B>, YoloError> {
+        match &self.model {
+            DetectModel::Burn(model) => {
+                let out = model.forward(batch.images_tensor::<B>(device));
+                let raw = self.nms(model.head().decode(&out));
+                Ok((raw, Some(out)))
+            }
+            DetectModel::Onnx(model) => {
+                let floats: Vec<f32> = batch
+                    .images
+                    .iter()
+                    .map(|&v| f32::from(v) * (1.0 / 255.0))
+                    .collect();
+                let [n, _, h, w] = batch.shape;
+                let [cw, ch] = model.canvas();
+                if [w, h] != [cw as usize, ch as usize] {
+                    return Err(YoloError::InvalidConfig(format!(
+                        "a {w}×{h} batch for an ONNX model whose input is {cw}×{ch}: validate it with \
+                         square batches of its size"
+                    )));
+                }
+                let values = model.predict(&floats, n)?;
+                Ok((self.nms_values(&values, n, model.meta().nc), None))
+            }
+        }
     }
 
-    /// Detections of whole images, in their own pixels. As Ultralytics' predictor: when every image gets the
-    /// same rectangle, each is letterboxed into the smallest multiple of the stride (32) that holds it scaled to
-    /// `imgsz` (`LetterBox(auto=True)`); otherwise into the `imgsz`×`imgsz` square.
-    pub fn detect_images(&self, images: Vec<RgbImage>, device: &B::Device) -> Vec<Vec<Detection>> {
+    /// Detections of whole images, in their own pixels. As Ultralytics' predictor: for the Burn model, when
+    /// every image gets the same rectangle, each is letterboxed into the smallest multiple of the stride (32)
+    /// that holds it scaled to `imgsz` (`LetterBox(auto=True)`); otherwise into the `imgsz`×`imgsz` square. An
+    /// ONNX model's input is fixed, so every image is letterboxed into it (`auto=False`, as Ultralytics does
+    /// for a fixed-shape export).
+    pub fn detect_images(
+        &self,
+        images: Vec<RgbImage>,
+        device: &B::Device,
+    ) -> Result<Vec<Vec<Detection>>, YoloError> {
         if images.is_empty() {
-            return Vec::new();
+            return Ok(Vec::new());
         }
-        let side = self.imgsz as u32;
         let sizes: Vec<[u32; 2]> = images.iter().map(|i| [i.width(), i.height()]).collect();
-        let rects: Vec<Letterbox> = sizes
-            .iter()
-            .map(|&s| Letterbox::fit_rect(s, side, MAX_STRIDE))
-            .collect();
-        let same_shapes = rects.iter().all(|r| r.canvas == rects[0].canvas);
-        let [cw, ch] = if same_shapes {
-            rects[0].canvas
-        } else {
-            [side, side]
+        let ([cw, ch], letterboxes) = match &self.model {
+            DetectModel::Onnx(model) => {
+                let canvas = model.canvas();
+                let boxes = sizes
+                    .iter()
+                    .map(|&s| Letterbox::fit(s, canvas, true))
+                    .collect();
+                (canvas, boxes)
+            }
+            DetectModel::Burn(_) => {
+                let side = self.imgsz as u32;
+                let rects: Vec<Letterbox> = sizes
+                    .iter()
+                    .map(|&s| Letterbox::fit_rect(s, side, MAX_STRIDE))
+                    .collect();
+                if rects.iter().all(|r| r.canvas == rects[0].canvas) {
+                    (rects[0].canvas, rects)
+                } else {
+                    let square = sizes
+                        .iter()
+                        .map(|&s| Letterbox::fit(s, [side, side], true))
+                        .collect();
+                    ([side, side], square)
+                }
+            }
         };
         let plane = (cw * ch) as usize;
         let mut data = vec![0f32; images.len() * 3 * plane];
         let mut placements = Vec::with_capacity(images.len());
-        for ((image, out), (size, rect)) in images
+        for ((image, out), (size, letterbox)) in images
             .into_iter()
             .zip(data.chunks_exact_mut(3 * plane))
-            .zip(sizes.into_iter().zip(rects))
+            .zip(sizes.into_iter().zip(letterboxes))
         {
-            let letterbox = if same_shapes {
-                rect
-            } else {
-                Letterbox::fit(size, [side, side], true)
-            };
             let boxed = letterbox.apply(&Sample {
                 image,
                 boxes: Vec::new(),
@@ -96,30 +161,40 @@ impl<B: Backend> Detector<'_, B> {
             });
         }
         let n = placements.len();
-        let shape = [n, 3, ch as usize, cw as usize];
-        let tensor = Tensor::from_data(TensorData::new(data, shape), device);
-        let raw = self.forward_nms(tensor);
-        raw.into_iter()
+        let raw = match &self.model {
+            DetectModel::Burn(model) => {
+                let shape = [n, 3, ch as usize, cw as usize];
+                let tensor = Tensor::from_data(TensorData::new(data, shape), device);
+                self.nms(model.predict(tensor))
+            }
+            DetectModel::Onnx(model) => {
+                let values = model.predict(&data, n)?;
+                self.nms_values(&values, n, model.meta().nc)
+            }
+        };
+        Ok(raw
+            .into_iter()
             .zip(&placements)
             .map(|(dets, placement)| unplace(dets, placement))
-            .collect()
-    }
-
-    fn forward_nms(&self, images: Tensor<B, 4>) -> Vec<Vec<Detection>> {
-        self.nms(self.model.predict(images))
+            .collect())
     }
 
     /// # Shapes
     /// `pred`: `[B, 4 + nc, A]` decoded.
     fn nms(&self, pred: Tensor<B, 3>) -> Vec<Vec<Detection>> {
         let [batch, channels, _] = pred.dims();
-        let nc = channels - 4;
         let values: Vec<f32> = pred
             .into_data()
             .convert::<f32>()
             .to_vec()
             .unwrap_or_default();
-        batched_non_max_suppression(&values, batch, nc, &self.nms)
+        self.nms_values(&values, batch, channels - 4)
+    }
+
+    /// # Shapes
+    /// `values`: `[batch, 4 + nc, A]` decoded, row-major.
+    fn nms_values(&self, values: &[f32], batch: usize, nc: usize) -> Vec<Vec<Detection>> {
+        batched_non_max_suppression(values, batch, nc, &self.nms)
     }
 }
 

@@ -95,7 +95,7 @@ pub fn predict_files<B: Backend>(
         let size = [image.width(), image.height()];
         let mut annotated = image.clone();
         let detections = detector
-            .detect_images(vec![image], device)
+            .detect_images(vec![image], device)?
             .pop()
             .unwrap_or_default();
         annotate_detections(&mut annotated, &detections, options.names)?;

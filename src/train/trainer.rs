@@ -450,7 +450,7 @@ pub fn train<B: AutodiffBackend>(
         let mut improved = false;
         if t.val || final_epoch {
             let detector = Detector {
-                model: &ema.model,
+                model: (&ema.model).into(),
                 imgsz: t.imgsz,
                 nms,
             };

@@ -9,10 +9,12 @@
 //! pure function of (seed, epoch, index, batch size): the worker count changes the speed, never the data.
 //!
 //! Validation: no shuffle, images sorted by aspect ratio, each batch letterboxed to its own shape
-//! (Ultralytics' `set_rectangle` with `pad = 0.5`), boxes only scaled.
+//! (Ultralytics' `set_rectangle` with `pad = 0.5`), boxes only scaled; for a fixed-shape exported model, in index
+//! order into its one canvas (`LoaderMode::ValFixed`).
 
 pub mod batch;
 pub mod cache;
+pub mod numpy_argsort;
 
 use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -46,6 +48,10 @@ pub enum LoaderMode {
     Train(TrainSchedule),
     /// In aspect-ratio order, letterboxed into per-batch rectangles, no augmentation.
     Val,
+    /// In index order, every image letterboxed into this one `[w, h]` canvas, no augmentation: the input of a
+    /// fixed-shape exported model (Ultralytics' validator sets `rect = False` for any model but a PyTorch one).
+    /// `imgsz` must be the canvas's longer side (images are first resized to it, as `load_image` does).
+    ValFixed([u32; 2]),
 }
 
 /// The training augmentation and when mosaic stops.
@@ -105,14 +111,31 @@ impl LoaderConfig {
         })
     }
 
-    /// The validation loader of a config.
+    /// The validation loader of a model with a fixed `[w, h]` input (an exported ONNX file): its batches are
+    /// that canvas, `batch` images each.
+    pub fn val_fixed(config: &Config, canvas: [u32; 2], batch: usize) -> Self {
+        Self {
+            imgsz: canvas[0].max(canvas[1]) as usize,
+            batch,
+            mode: LoaderMode::ValFixed(canvas),
+            ..Self::val(config)
+        }
+    }
+
+    /// The validation loader of a config: Ultralytics' rect batches, or with `eval.rect = false` (its
+    /// `rect=False`) every batch the `imgsz` square, which is also what an exported fixed-size file sees.
     pub fn val(config: &Config) -> Self {
+        let side = config.train.imgsz as u32;
         Self {
             imgsz: config.train.imgsz,
             batch: config.train.batch,
             workers: config.train.workers,
             seed: config.train.seed,
-            mode: LoaderMode::Val,
+            mode: if config.eval.rect {
+                LoaderMode::Val
+            } else {
+                LoaderMode::ValFixed([side, side])
+            },
             cache: config.data.cache,
             prefetch: 2,
         }
@@ -269,6 +292,17 @@ impl Loader {
                     })
                     .collect()
             }
+            LoaderMode::ValFixed(size) => (0..n)
+                .collect::<Vec<_>>()
+                .chunks(bs)
+                .map(|chunk| Group {
+                    items: chunk.to_vec(),
+                    batches: vec![PlannedBatch {
+                        members: 0..chunk.len(),
+                        size,
+                    }],
+                })
+                .collect(),
         }
     }
 
@@ -365,7 +399,7 @@ impl WorkerJob {
                         .collect();
                     Batch::collate(&samples, paths, ids, Vec::new())
                 }
-                LoaderMode::Val => {
+                LoaderMode::Val | LoaderMode::ValFixed(_) => {
                     let mut placements = Vec::new();
                     let samples: Vec<Sample> = members
                         .map(|p| {
@@ -463,7 +497,7 @@ impl Drop for EpochBatches {
 /// The validation order and each batch's `[w, h]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RectPlan {
-    /// Image indices sorted by aspect ratio h/w (stable).
+    /// Image indices sorted by aspect ratio h/w, equal ratios in numpy 2.4.6's order on this CPU.
     pub order: Vec<usize>,
     /// `[w, h]` of each batch, multiples of 32.
     pub batch_sizes: Vec<[u32; 2]>,
@@ -472,13 +506,17 @@ pub struct RectPlan {
 /// Ultralytics' `BaseDataset.set_rectangle` for validation (`pad = 0.5`, stride 32): sort by h/w; a batch whose
 /// images are all wide gets height `imgsz · max(h/w)`, all tall gets width `imgsz · w/h` of its least tall
 /// image, mixed gets a square; each side is then `ceil(side / 32 + 0.5) · 32`.
+///
+/// The sort is numpy's default `ar.argsort()`, which is unstable and orders equal ratios differently on
+/// AVX-512, AVX2 and other CPUs; images with equal ratios (every 640x480 one) would otherwise land in other
+/// batches than Ultralytics puts them in, with other padding and so other predictions. So the order is numpy
+/// 2.4.6's on this CPU ([`numpy_argsort::ArgsortKernel::detect`]), as `yolo val` here would have it.
 pub fn rect_plan(sizes: &[[u32; 2]], batch: usize, imgsz: usize) -> RectPlan {
     let ar: Vec<f64> = sizes
         .iter()
         .map(|&[w, h]| h as f64 / w.max(1) as f64)
         .collect();
-    let mut order: Vec<usize> = (0..sizes.len()).collect();
-    order.sort_by(|&a, &b| ar[a].total_cmp(&ar[b]));
+    let order = numpy_argsort::argsort(&ar, numpy_argsort::ArgsortKernel::detect());
     let batch_sizes = order
         .chunks(batch.max(1))
         .map(|chunk| {
@@ -509,6 +547,18 @@ pub fn resized_size(size: [u32; 2], imgsz: usize) -> [u32; 2] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn eval_rect_false_gives_square_batches_of_imgsz() {
+        let mut config = Config::default();
+        config.train.imgsz = 96;
+        assert_eq!(LoaderConfig::val(&config).mode, LoaderMode::Val);
+        config.eval.rect = false;
+        assert_eq!(
+            LoaderConfig::val(&config).mode,
+            LoaderMode::ValFixed([96, 96])
+        );
+    }
 
     #[test]
     fn rect_plan_wide_batch_gets_short_height() {
