@@ -159,8 +159,9 @@ struct ValArgs {
     /// Print the 12 stats and per-category AP as one JSON object instead of pycocotools' text.
     #[arg(long)]
     json: bool,
-    /// Ultralytics-layout safetensors weights to evaluate, or an ONNX file from `yolo-burn export` (raw or
-    /// deepstream head, run with tract at the file's input size and batch) (overrides `model.weights`).
+    /// Ultralytics-layout safetensors weights to evaluate (`export --format burn`'s too), or an ONNX file from
+    /// `yolo-burn export` (raw or deepstream head, run with tract at the file's input size and batch) (overrides
+    /// `model.weights`).
     #[arg(long)]
     weights: Option<PathBuf>,
     /// Run folder name under `train.project`; an existing one gets a numeric suffix.
@@ -175,8 +176,9 @@ struct ValArgs {
 struct PredictArgs {
     #[command(flatten)]
     config: ConfigArgs,
-    /// Ultralytics-layout safetensors weights, or an ONNX file from `yolo-burn export` (raw or deepstream head,
-    /// run with tract, images letterboxed into its input size) (overrides `model.weights`).
+    /// Ultralytics-layout safetensors weights (`export --format burn`'s too), or an ONNX file from `yolo-burn
+    /// export` (raw or deepstream head, run with tract, images letterboxed into its input size) (overrides
+    /// `model.weights`).
     #[arg(long)]
     weights: Option<PathBuf>,
     /// An image, a folder of images, or a glob pattern (quote it).
@@ -205,10 +207,12 @@ struct ExportArgs {
     /// `model.weights`).
     #[arg(long)]
     weights: Option<PathBuf>,
-    /// Output format (overrides `export.format`); only `onnx`.
+    /// Output format (overrides `export.format`): `onnx`, or `burn`: a safetensors Burn record of the model with
+    /// Conv+BN fused (f32, `.fused.safetensors`) that `predict`/`val --weights` and burn-cuda load without ONNX.
     #[arg(long)]
     format: Option<ExportFormat>,
-    /// f16 weights and computation inside the graph; the input and outputs stay f32 (or `export.half`).
+    /// f16 weights and computation inside the graph; the input and outputs stay f32 (or `export.half`). ONNX
+    /// only: `--format burn` refuses it.
     #[arg(long)]
     half: bool,
     /// ONNX opset, 13 to 17 (default `export.opset`, 17).
@@ -236,7 +240,8 @@ struct ExportArgs {
     /// Detections per image of `--head nms` (default `eval.max_det`).
     #[arg(long)]
     max_det: Option<usize>,
-    /// Output file (default: beside the weights, `.onnx` or `.fp16.onnx`).
+    /// Output file (default: beside the weights, `.onnx`, `.fp16.onnx` or, for `--format burn`,
+    /// `.fused.safetensors`).
     #[arg(long)]
     output: Option<PathBuf>,
 }
@@ -638,7 +643,8 @@ fn val(args: &ValArgs) -> Result<()> {
     Ok(())
 }
 
-/// `export`: the weights (read as every subcommand reads them: metadata, then config) written as ONNX.
+/// `export`: the weights (read as every subcommand reads them: metadata, then config) written as ONNX, or as a
+/// fused Burn record (`--format burn`).
 fn export(args: &ExportArgs) -> Result<()> {
     use yolo_burn::export::{
         default_output, export_onnx, BatchSize, ExportHead, ExportOptions, ExportPrecision,
@@ -646,9 +652,6 @@ fn export(args: &ExportArgs) -> Result<()> {
     };
     let config = args.config.load()?;
     let format = args.format.unwrap_or(config.export.format);
-    if format != ExportFormat::Onnx {
-        bail!("--format {format}: only onnx is supported");
-    }
     let Some(path) = args.weights.as_ref().or(config.model.weights.as_ref()) else {
         bail!("no weights: pass --weights FILE or set model.weights (a .safetensors)");
     };
@@ -666,6 +669,9 @@ fn export(args: &ExportArgs) -> Result<()> {
         [side] => [side, side],
         _ => [config.export.imgsz.unwrap_or(resolved.imgsz); 2],
     };
+    if format == ExportFormat::Burn {
+        return export_burn_record(args, &config, (&model, &model_config), path, names, imgsz);
+    }
     let precision = if args.half || config.export.half {
         ExportPrecision::Fp16
     } else {
@@ -719,6 +725,67 @@ fn export(args: &ExportArgs) -> Result<()> {
     for o in &exported.outputs {
         writeln!(out, "  output {o}")?;
     }
+    Ok(())
+}
+
+/// `export --format burn`: the model with Conv+BN folded, as a safetensors Burn record that `predict` and `val`
+/// load (`yolo_burn::export::export_burn`); the ONNX-only flags are refused.
+fn export_burn_record(
+    args: &ExportArgs,
+    config: &Config,
+    (model, model_config): (&Yolo<backend::Cpu>, &YoloConfig),
+    path: &Path,
+    names: Vec<String>,
+    imgsz: [usize; 2],
+) -> Result<()> {
+    use yolo_burn::export::{default_burn_output, export_burn};
+    if args.half || config.export.half {
+        bail!(
+            "--half (or export.half) with --format burn: the Burn record is f32 only; drop --half (burn-cuda can \
+             still run it in f16), or use --format onnx --half"
+        );
+    }
+    let onnx_only = [
+        ("--opset", args.opset.is_some()),
+        ("--dynamic", args.dynamic),
+        ("--batch", args.batch.is_some()),
+        ("--head", args.head != HeadArg::Raw),
+        ("--iou", args.iou.is_some()),
+        ("--conf", args.conf.is_some()),
+        ("--max-det", args.max_det.is_some()),
+    ];
+    if let Some((flag, _)) = onnx_only.iter().find(|(_, set)| *set) {
+        bail!("{flag} is for --format onnx; --format burn writes the model alone (any batch, raw head)");
+    }
+    let [h, w] = imgsz;
+    if h != w || h < 32 || h % 32 != 0 {
+        bail!("--imgsz {h} {w}: --format burn records one square input size, a multiple of 32 (e.g. 640)");
+    }
+    let meta = WeightsMeta {
+        arch: Some(model_config.arch),
+        scale: Some(model_config.scale),
+        nc: Some(model_config.nc),
+        names: Some(names),
+        imgsz: Some(h),
+    };
+    let bytes = export_burn(model, &meta)?;
+    let output = args
+        .output
+        .clone()
+        .unwrap_or_else(|| default_burn_output(path));
+    yolo_burn::model::weights::write_atomic(&output, &bytes)
+        .with_context(|| format!("--output {}", output.display()))?;
+    writeln!(
+        std::io::stdout().lock(),
+        "exported {}{} ({} classes) to {} ({:.1} MB): Burn record (safetensors), Conv+BN fused, fp32, imgsz {h}; \
+         predict/val --weights {} load it",
+        model_config.arch,
+        model_config.scale,
+        model_config.nc,
+        output.display(),
+        bytes.len() as f64 / 1e6,
+        output.display()
+    )?;
     Ok(())
 }
 

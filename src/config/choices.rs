@@ -208,6 +208,9 @@ choice_enum! {
         /// An ONNX graph (Conv+BN fused), for onnxruntime, TensorRT and DeepStream.
         #[default]
         Onnx => "onnx",
+        /// A Burn record (safetensors, Conv+BN folded, f32) that `predict` and `val` load, for burn-cuda
+        /// without ONNX.
+        Burn => "burn",
     }
 }
 

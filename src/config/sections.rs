@@ -423,17 +423,16 @@ impl EvalSection {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExportSection {
-    /// Output format; only `"onnx"` for now (default.yaml `format: torchscript`).
+    /// Output format: `"onnx"`, or `"burn"` (a fused safetensors Burn record) (default.yaml `format: torchscript`).
     pub format: ExportFormat,
     /// Write fp16 weights and activations (default.yaml `half: False`).
     pub half: bool,
     /// ONNX opset version, 13 to 17: 13 is the first with `Split` sizes as an input (what the exporter writes),
     /// 17 the last TensorRT 8.5 reads (default.yaml leaves it empty for the newest).
     pub opset: usize,
-    /// Dynamic batch and image size axes (default.yaml `dynamic: False`).
+    /// A dynamic batch axis (default.yaml `dynamic: False`); the image size stays fixed, as TensorRT engines for
+    /// Jetson are built for one size. There is no `simplify`: the exporter writes the folded graph directly.
     pub dynamic: bool,
-    /// Simplify the graph: fold constants, drop identities (default.yaml `simplify: True`).
-    pub simplify: bool,
     /// Input size of the exported graph; `None` (key omitted): `train.imgsz`.
     pub imgsz: Option<usize>,
 }
@@ -445,7 +444,6 @@ impl Default for ExportSection {
             half: false,
             opset: 17,
             dynamic: false,
-            simplify: true,
             imgsz: None,
         }
     }
@@ -457,7 +455,6 @@ impl ExportSection {
         KeySpec::new("half", Kind::Bool),
         KeySpec::new("opset", Kind::between(13, 17)),
         KeySpec::new("dynamic", Kind::Bool),
-        KeySpec::new("simplify", Kind::Bool),
         KeySpec::optional("imgsz", Kind::ImgSize, "train.imgsz"),
     ];
 

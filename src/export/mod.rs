@@ -1,12 +1,14 @@
 //! `export`: the inference graph of a trained model written as ONNX that TensorRT 8.5+ and DeepStream read as
 //! is (issue #14): Conv and BatchNorm folded, SiLU as `x · sigmoid(x)`, only the operators of
-//! [`TENSORRT_85_OPS`], and one of three output heads.
+//! [`TENSORRT_85_OPS`], and one of three output heads. `--format burn` writes a Burn record of the folded
+//! model instead ([`export_burn`], module `record`).
 //!
 //! The entry is [`export_onnx`]; [`ExportOptions::validate`] refuses what TensorRT or the graph cannot take,
 //! each error naming the option and its allowed values.
 
 mod fuse;
 pub mod onnx;
+mod record;
 
 use std::path::Path;
 
@@ -14,6 +16,9 @@ use burn::tensor::backend::Backend;
 
 pub use fuse::{fuse_conv_bn, plain_conv, FusedConv};
 pub use onnx::{ir_version, Dim, TENSORRT_85_OPS};
+pub use record::{
+    default_burn_output, export_burn, is_fused, refuse_fused, FORMAT_KEY, FUSED_FORMAT,
+};
 
 use crate::config::{Arch, ScaleName};
 use crate::model::Yolo;
@@ -75,8 +80,9 @@ pub struct NmsOptions {
 pub enum ExportHead {
     /// `output0 [B, 4 + nc, A]`: cx, cy, w, h in input pixels, then sigmoid class scores (Ultralytics' own).
     Raw,
-    /// `output0 [B, A, 6]`: x1, y1, x2, y2, best class score, its class index as a float (the layout of
-    /// DeepStream-Yolo's parsers).
+    /// `output0 [B, A, 6]`: x1, y1, x2, y2, best class score, its class index as a float: what
+    /// DeepStream-Yolo's `NvDsInferParseYoloE` reads (its `NvDsInferParseYolo` reads cx, cy, w, h in the versions
+    /// checked; docs/jetson.md says how to tell).
     DeepStream,
     /// Raw boxes and scores through TensorRT's `EfficientNMS_TRT` plugin: `num_dets`, `det_boxes`,
     /// `det_scores`, `det_classes`.

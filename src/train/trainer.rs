@@ -214,6 +214,7 @@ pub fn train<B: AutodiffBackend>(
         }
         None => {
             if let Some(weights) = &config.model.weights {
+                crate::export::refuse_fused(weights)?;
                 model = load_ultralytics(model, weights)?;
             }
             None
