@@ -123,20 +123,7 @@ fn interp(x: f64, xp: &[f64], fp: &[f64]) -> f64 {
 /// `compute_ap(recall, precision)`: the precision envelope, sampled at 101 recall points (`np.interp`, which
 /// at a repeated recall takes the last point's value) and integrated (`np.trapezoid`).
 pub fn compute_ap(recall: &[f64], precision: &[f64]) -> f64 {
-    // Sentinels: recall [0, r…, r_last, 1] against precision [1, p…, 0, 0].
-    let mut mrec = Vec::with_capacity(recall.len() + 3);
-    mrec.push(0.0);
-    mrec.extend_from_slice(recall);
-    mrec.push(recall.last().copied().unwrap_or(1.0));
-    mrec.push(1.0);
-    let mut mpre = Vec::with_capacity(precision.len() + 3);
-    mpre.push(1.0);
-    mpre.extend_from_slice(precision);
-    mpre.push(0.0);
-    mpre.push(0.0);
-    for i in (0..mpre.len() - 1).rev() {
-        mpre[i] = mpre[i].max(mpre[i + 1]);
-    }
+    let (mrec, mpre) = envelope(recall, precision);
     let x = linspace01(101);
     let y: Vec<f64> = x.iter().map(|&v| interp(v, &mrec, &mpre)).collect();
     x.windows(2)
@@ -259,8 +246,7 @@ pub fn ap_per_class(
 }
 
 /// The curves `ap_per_class` hands to its plots (`PR_curve.png`, `F1_curve.png`, `P_curve.png`,
-/// `R_curve.png`), one row per class with labels. Kept apart from [`ap_per_class`] so that the metrics there stay
-/// the checked port they are; the arithmetic is the same.
+/// `R_curve.png`), one row per class with labels, from the same grouping and envelope as [`ap_per_class`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct DetCurves {
     /// `np.linspace(0, 1, 1000)`: the recall axis of `precision_at_recall`, the confidence axis of the others.
@@ -283,7 +269,8 @@ pub struct DetCurves {
     pub f1: Vec<Vec<f64>>,
 }
 
-/// `compute_ap`'s `mrec` and `mpre`: recall and precision with the sentinels, precision as its envelope.
+/// `compute_ap`'s `mrec` and `mpre`: recall `[0, r…, r_last, 1]` against precision `[1, p…, 0, 0]`, the
+/// precision then made its running maximum from the right (the envelope). Shared with the plotted curves.
 fn envelope(recall: &[f64], precision: &[f64]) -> (Vec<f64>, Vec<f64>) {
     let mut mrec = Vec::with_capacity(recall.len() + 3);
     mrec.push(0.0);
