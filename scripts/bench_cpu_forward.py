@@ -12,6 +12,7 @@ and prints a Markdown table of median ms/img and the ratio to torch (>1 means fa
 Example (the command behind docs/benchmarks.md):
   cargo build --release
   python scripts/bench_cpu_forward.py --bin target/release/yolo-burn --threads 1 2 --imgsz 320 640 --stock
+  python scripts/bench_cpu_forward.py --threads 1 2 --imgsz 320 640 --precision fp32 bf16 fp16
 Needs torch and ultralytics==8.4.190 for the torch side.
 """
 
@@ -45,20 +46,25 @@ def main() -> int:
                     help="also burn-flex with Burn's stock conv blocks (--kernels burn); slow, so only at the "
                          "smallest size and the most threads")
     ap.add_argument("--ndarray", action="store_true", help="also burn-ndarray (needs --features ndarray; slow)")
+    ap.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16", "fp16"],
+                    help="precisions to measure on both sides (torch: autocast); ratios are against torch "
+                         "in the same precision, and each half row also against our own fp32")
     args = ap.parse_args()
 
-    print("| imgsz | threads | contender | forward ms/img | vs torch | forward+backward ms/img | vs torch |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| imgsz | threads | contender | forward ms/img | vs torch (same precision) | forward+backward ms/img "
+          "| vs torch (same precision) | vs yolo-burn fp32 |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for imgsz in args.imgsz:
         for threads in args.threads:
             env = dict(os.environ, RAYON_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
             shape = ["--imgsz", str(imgsz), "--batch", str(args.batch), "--iters", str(args.iters)]
             ours = [args.bin, "bench", "--json", "--warmup", "1", *shape]
-            contenders = {
-                "torch": [sys.executable, str(HERE / "bench_torch_forward.py"), "--threads", str(threads),
-                          "--warmup", "1", *shape],
-                "yolo-burn (flex, fast kernels)": [*ours, "--backend", "cpu", "--kernels", "fast"],
-            }
+            contenders = {}
+            for p in args.precision:
+                tag = "" if p == "fp32" else f" {p}"
+                contenders[f"torch{tag}"] = [sys.executable, str(HERE / "bench_torch_forward.py"), "--threads",
+                                             str(threads), "--warmup", "1", "--precision", p, *shape]
+                contenders[f"yolo-burn{tag}"] = [*ours, "--backend", "cpu", "--kernels", "fast", "--precision", p]
             if args.stock and imgsz == min(args.imgsz) and threads == max(args.threads):
                 contenders["burn-flex, stock conv blocks"] = [*ours, "--backend", "cpu", "--kernels", "burn"]
             if args.ndarray and imgsz == min(args.imgsz) and threads == max(args.threads):
@@ -71,7 +77,7 @@ def main() -> int:
                     except subprocess.CalledProcessError as e:
                         print(f"{name} failed: {e.stderr.strip()}", file=sys.stderr)
                         continue
-                    if name == "torch":
+                    if name.startswith("torch"):
                         fwd = res["eval_forward"]["ms_per_image_median"]
                         train = res["train_forward_backward"]["ms_per_image_median"]
                     else:
@@ -81,13 +87,15 @@ def main() -> int:
                     print(f"imgsz {imgsz} threads {threads} round {r + 1}: {name:32s} forward {fwd:8.1f} ms/img  "
                           f"forward+backward {train:8.1f} ms/img", file=sys.stderr)
             med = {k: {m: statistics.median(v) for m, v in d.items() if v} for k, d in results.items()}
-            torch = med.get("torch", {})
+            ours32 = med.get("yolo-burn", {})
             for name, m in med.items():
                 if not m:
                     continue
-                ratio = lambda k: f"{torch[k] / m[k]:.2f}x" if k in torch else "n/a"  # noqa: E731
-                print(f"| {imgsz} | {threads} | {name} | {m['forward']:.1f} | {ratio('forward')} | "
-                      f"{m['train']:.1f} | {ratio('train')} |", flush=True)
+                tag = name.split(" ", 1)[1] if name.startswith(("torch ", "yolo-burn ")) else ""
+                torch = med.get(f"torch {tag}" if tag else "torch", {})
+                ratio = lambda ref, k: f"{ref[k] / m[k]:.2f}x" if k in ref else "n/a"  # noqa: E731
+                print(f"| {imgsz} | {threads} | {name} | {m['forward']:.1f} | {ratio(torch, 'forward')} | "
+                      f"{m['train']:.1f} | {ratio(torch, 'train')} | {ratio(ours32, 'train')} |", flush=True)
     print(f"\nYOLOv8n, batch {args.batch}, median of {args.rounds} rounds x {args.iters} iterations; "
           "vs torch > 1 means faster than torch")
     return 0

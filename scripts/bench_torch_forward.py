@@ -72,6 +72,8 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=2, help="untimed iterations per mode (default 2)")
     ap.add_argument("--iters", type=int, default=5, help="timed iterations per mode (default 5)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                    help="fp32, or torch.autocast('cpu') in bf16/fp16 (what AMP training runs)")
     args = ap.parse_args(argv)
     if args.imgsz % 32:
         ap.error("--imgsz must be a multiple of 32")
@@ -82,9 +84,13 @@ def main(argv=None) -> int:
     x = torch.rand(args.batch, 3, args.imgsz, args.imgsz)
 
     model.eval()
+    half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
+
+    def autocast():
+        return torch.autocast("cpu", dtype=half, enabled=half is not None)
 
     def eval_step():
-        with torch.no_grad():
+        with torch.no_grad(), autocast():
             model(x)
 
     eval_times = timed(eval_step, args.warmup, args.iters)
@@ -93,8 +99,9 @@ def main(argv=None) -> int:
 
     def train_step():
         model.zero_grad(set_to_none=True)
-        preds = model(x)
-        (preds["boxes"].sum() + preds["scores"].sum()).backward()
+        with autocast():
+            preds = model(x)
+        (preds["boxes"].float().sum() + preds["scores"].float().sum()).backward()
 
     train_times = timed(train_step, args.warmup, args.iters)
 
@@ -104,6 +111,7 @@ def main(argv=None) -> int:
         "torch": torch.__version__,
         "ultralytics": ultralytics.__version__,
         "threads": torch.get_num_threads(),
+        "precision": args.precision,
         "batch": args.batch,
         "imgsz": args.imgsz,
         "params": sum(p.numel() for p in model.parameters()),

@@ -12,7 +12,9 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, Tensor};
 use serde::Serialize;
 
+use crate::amp::{cast_module, compute_dtype, Tensors};
 use crate::backend::BackendJob;
+use crate::config::Precision;
 use crate::model::YoloConfig;
 
 /// What to time.
@@ -24,6 +26,10 @@ pub struct ModelBench {
     /// Untimed iterations first (allocator and kernel caches warm up).
     pub warmup: usize,
     pub iters: usize,
+    /// The model's and the input's float type (fp32, or a half type as the trainer's compute model holds it:
+    /// every float tensor, BatchNorm's running statistics included, with the head outputs cast to f32 for the
+    /// loss).
+    pub precision: Precision,
 }
 
 /// Milliseconds per image and images per second, for eval forward and train forward+backward.
@@ -34,6 +40,7 @@ pub struct ModelBenchResult {
     pub batch: usize,
     pub iters: usize,
     pub threads: usize,
+    pub precision: String,
     pub forward_ms_per_img: f64,
     pub forward_img_per_s: f64,
     pub train_ms_per_img: f64,
@@ -48,6 +55,12 @@ impl BackendJob for ModelBench {
         let model = self.model.init::<B>(&device);
         let shape = [self.batch, 3, self.imgsz, self.imgsz];
         let images = Tensor::<B, 4>::random(shape, Distribution::Uniform(0.0, 1.0), &device);
+        let dtype = compute_dtype(self.precision);
+        let (model, images) = match self.precision {
+            Precision::Fp32 => (model, images),
+            _ => (cast_module(model, dtype, Tensors::All), images.cast(dtype)),
+        };
+        let f32 = burn::tensor::FloatDType::F32;
 
         // Eval mode: the inner backend, BatchNorm on running statistics, no graph; decoded boxes as Ultralytics'
         // eval forward returns them.
@@ -61,7 +74,7 @@ impl BackendJob for ModelBench {
         // Train mode: batch statistics, backward of a scalar touching every head output (as a loss would).
         let train_step = || {
             let out = model.forward(images.clone());
-            let grads = (out.boxes.sum() + out.scores.sum()).backward();
+            let grads = (out.boxes.cast(f32).sum() + out.scores.cast(f32).sum()).backward();
             drop(grads);
         };
         let train_s = time(self.warmup, self.iters, train_step);
@@ -73,6 +86,7 @@ impl BackendJob for ModelBench {
             batch: self.batch,
             iters: self.iters,
             threads: rayon_threads(),
+            precision: self.precision.as_str().to_string(),
             forward_ms_per_img: per_img(forward_s),
             forward_img_per_s: self.batch as f64 / forward_s,
             train_ms_per_img: per_img(train_s),

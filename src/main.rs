@@ -303,6 +303,9 @@ struct BenchArgs {
     /// Conv-block kernels on burn-flex: fast (ours) or burn (stock), as `train.kernels`.
     #[arg(long, default_value = "fast")]
     kernels: Kernels,
+    /// Float type of the model and input: fp32, fp16 or bf16 (as `train.precision` runs the compute model).
+    #[arg(long, default_value = "fp32")]
+    precision: Precision,
     /// Print one JSON line instead of a sentence.
     #[arg(long)]
     json: bool,
@@ -1360,6 +1363,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
         batch: args.batch.max(1),
         warmup: args.warmup,
         iters: args.iters.max(1),
+        precision: args.precision,
     };
     let result = backend::dispatch(choice, job)?;
     if args.json {
@@ -1367,12 +1371,13 @@ fn bench(args: &BenchArgs) -> Result<()> {
     } else {
         writeln!(
             out,
-            "{} imgsz {} batch {} on {choice}, {} kernels ({} threads): forward {:.1} ms/img ({:.2} img/s), \
+            "{} imgsz {} batch {} on {choice}, {} kernels, {} ({} threads): forward {:.1} ms/img ({:.2} img/s), \
              forward+backward {:.1} ms/img ({:.2} img/s)",
             result.model,
             result.imgsz,
             result.batch,
             args.kernels,
+            result.precision,
             result.threads,
             result.forward_ms_per_img,
             result.forward_img_per_s,

@@ -518,3 +518,280 @@ fn upsampling_matches_burn() {
         "gradient: max |diff| {err:e}, max {scale:e}"
     );
 }
+
+/// The conv kernels on half-precision operands (`src/kernels/half_gemm.rs`: bf16 `VDPBF16PS` products where the
+/// CPU has AVX512_BF16, else f32 FMAs on widened values; f16 always the latter) against an `f64` convolution of
+/// the same values, for the forward and both gradients, over geometries that take each path: the tap GEMMs
+/// (stride 1, 16–32 input channels), im2col (stride 2, 5×5, 8 channels), pointwise, groups, a narrow weight
+/// gradient through the dot-product kernel, a channel slice of a wider tensor (`forward_strided`), and shapes
+/// whose rows (`c_out`, `c_in·kh·kw` not multiples of 8), columns (positions not multiples of 32) and depths
+/// (odd `k`) leave partial register tiles, masked stores and half-filled bf16 pairs.
+///
+/// Two value sets per geometry. First, values exactly representable in bf16 and f16 with few bits, so every
+/// product and every partial sum is exact in `f32`: tolerance `|ours − f64| ≤ 1e-5 · Σ |terms|` per element,
+/// which a dropped or duplicated term (off by ~Σ|terms| / K ≥ 2e-4 · Σ|terms| for the largest K here, 2 × 2304
+/// weight-gradient terms) or a dropped tail lane (off by the whole sum) fails. Checked by mutation: masking the
+/// last live lane out of `half_gemm`'s contiguous stores fails the im2col forward (stride 2, 13×15); dropping the
+/// last column of its strided stores fails the taps' weight gradient. Measured: 0 (exact) for every kernel.
+///
+/// Second, the same x and w spread over 2^-4..2^4 (still exact in both types, but the f32 sums round) and an
+/// arbitrary `f32` upstream gradient `dy`, as BatchNorm's backward hands it over. Products of bf16 operands
+/// (VDPBF16PS) round `dy` to bf16 first, a relative error of at most 2^-8 per term (bf16 has 8 significant
+/// bits), so both bf16 gradients are held to `4e-3 · Σ|terms|`; everything else to `1e-5 · Σ|terms|`. Measured
+/// on this grid (largest error / Σ|terms|): bf16 forward 2.9e-7, input gradient 3.2e-3, weight gradient 1.4e-3;
+/// f16 (widened to f32 while packing, f32 FMAs) forward 3.0e-7, input gradient 2.4e-7, weight gradient 1.7e-7.
+#[test]
+fn half_kernels_match_an_f64_reference() {
+    use half::{bf16, f16};
+    use yolo_burn::kernels::conv::{self, ConvGeometry};
+    use yolo_burn::kernels::half_gemm;
+    if !half_gemm::available() {
+        eprintln!(
+            "no AVX-512 here: half tensors are widened to f32 before the kernels, nothing to test"
+        );
+        return;
+    }
+    let base = ConvGeometry {
+        batch: 2,
+        c_in: 16,
+        h: 9,
+        w: 11,
+        c_out: 24,
+        kh: 3,
+        kw: 3,
+        stride: [1, 1],
+        pad: [1, 1],
+        groups: 1,
+    };
+    let grid = [
+        // tap GEMMs (3×3, stride 1, 16 and 32 channels), odd c_out
+        base,
+        ConvGeometry {
+            c_in: 32,
+            c_out: 13,
+            h: 7,
+            w: 37,
+            ..base
+        },
+        // im2col: stride 2, and 5×5 with 8 channels (k = 200); odd sizes
+        ConvGeometry {
+            stride: [2, 2],
+            c_in: 8,
+            h: 13,
+            w: 15,
+            ..base
+        },
+        ConvGeometry {
+            c_in: 8,
+            c_out: 9,
+            kh: 5,
+            kw: 5,
+            pad: [2, 2],
+            ..base
+        },
+        // 3 input channels: k = 27, odd; a narrow weight gradient (16 × 27 over 1,024 positions) takes the
+        // dot-product kernel
+        ConvGeometry {
+            c_in: 3,
+            c_out: 16,
+            h: 64,
+            w: 64,
+            stride: [2, 2],
+            ..base
+        },
+        // pointwise, and a deep pointwise (k = 256, several packed blocks in f32)
+        ConvGeometry {
+            kh: 1,
+            kw: 1,
+            pad: [0, 0],
+            c_out: 40,
+            ..base
+        },
+        ConvGeometry {
+            kh: 1,
+            kw: 1,
+            pad: [0, 0],
+            c_in: 256,
+            c_out: 17,
+            h: 5,
+            w: 7,
+            ..base
+        },
+        // groups (YOLO11's depthwise conv), and 2 groups through the taps
+        ConvGeometry {
+            c_in: 16,
+            c_out: 16,
+            groups: 16,
+            ..base
+        },
+        ConvGeometry {
+            c_in: 32,
+            c_out: 32,
+            groups: 2,
+            ..base
+        },
+        // one image: the GEMM itself runs in parallel
+        ConvGeometry { batch: 1, ..base },
+        // deep: k = 2304 in the forward, 2 × 100 weight-gradient terms per image
+        ConvGeometry {
+            c_in: 256,
+            c_out: 64,
+            h: 10,
+            w: 10,
+            ..base
+        },
+    ];
+    // Values exact in bf16 and f16 (8 significant bits, small exponent range).
+    let exact = |len: usize, seed: usize| -> Vec<f32> {
+        (0..len)
+            .map(|i| {
+                let v = (i * 7919 + seed * 104_729) % 509;
+                (v as f32 - 254.0) / 256.0
+            })
+            .collect()
+    };
+    // Still exact in bf16 and f16, but spread over 2^-4..2^4, so the f32 sums round.
+    let spread = |len: usize, seed: usize| -> Vec<f32> {
+        exact(len, seed)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * (((i * 31 + seed * 17) % 9) as f32 - 4.0).exp2())
+            .collect()
+    };
+    // Any f32 (24 significant bits): the upstream gradient as BatchNorm's backward hands it over.
+    let any = |len: usize, seed: usize| -> Vec<f32> {
+        (0..len)
+            .map(|i| {
+                let h = ((i as u64) ^ (seed as u64) << 32).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                ((h >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 3.0
+            })
+            .collect()
+    };
+    // worst error / Σ|terms|: [exact, spread][bf16, f16][forward, input gradient, weight gradient]
+    let mut worst = [[[0.0f64; 3]; 2]; 2];
+    for (set, g) in grid.iter().flat_map(|g| [(0, *g), (1, *g)]) {
+        let (oh, ow) = (g.out_h(), g.out_w());
+        let (cin_g, cout_g) = (g.c_in / g.groups, g.c_out / g.groups);
+        // x as a channel slice: images `extra` channels apart
+        let extra = 3;
+        let stride = (g.c_in + extra) * g.h * g.w;
+        let values = |len, seed| {
+            if set == 0 {
+                exact(len, seed)
+            } else {
+                spread(len, seed)
+            }
+        };
+        let wide = values(g.batch * stride, 1);
+        let x: Vec<f32> = (0..g.batch)
+            .flat_map(|b| wide[b * stride..][..g.c_in * g.h * g.w].to_vec())
+            .collect();
+        let w = values(g.weight_len(), 2);
+        let dy = if set == 0 {
+            exact(g.output_len(), 3)
+        } else {
+            any(g.output_len(), 3)
+        };
+        let x_at = |b: usize, c: usize, iy: isize, ix: isize| -> Option<f64> {
+            (iy >= 0 && ix >= 0 && iy < g.h as isize && ix < g.w as isize)
+                .then(|| f64::from(x[((b * g.c_in + c) * g.h + iy as usize) * g.w + ix as usize]))
+        };
+        // f64 reference: out[b, co, oy, ox] and its per-element Σ|terms|; dx and dw the same way.
+        let mut out = vec![(0.0f64, 0.0f64); g.output_len()];
+        let mut dx = vec![(0.0f64, 0.0f64); g.input_len()];
+        let mut dw = vec![(0.0f64, 0.0f64); g.weight_len()];
+        for b in 0..g.batch {
+            for co in 0..g.c_out {
+                let grp = co / cout_g;
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let o = ((b * g.c_out + co) * oh + oy) * ow + ox;
+                        let d = f64::from(dy[o]);
+                        for ci in 0..cin_g {
+                            for ky in 0..g.kh {
+                                for kx in 0..g.kw {
+                                    let iy = (oy * g.stride[0] + ky) as isize - g.pad[0] as isize;
+                                    let ix = (ox * g.stride[1] + kx) as isize - g.pad[1] as isize;
+                                    let c = grp * cin_g + ci;
+                                    let Some(xv) = x_at(b, c, iy, ix) else {
+                                        continue;
+                                    };
+                                    let wi = ((co * cin_g + ci) * g.kh + ky) * g.kw + kx;
+                                    let wv = f64::from(w[wi]);
+                                    let add = |acc: &mut (f64, f64), t: f64| {
+                                        acc.0 += t;
+                                        acc.1 += t.abs();
+                                    };
+                                    add(&mut out[o], xv * wv);
+                                    let xi =
+                                        ((b * g.c_in + c) * g.h + iy as usize) * g.w + ix as usize;
+                                    add(&mut dx[xi], wv * d);
+                                    add(&mut dw[wi], xv * d);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let mut check = |got: &[f32], want: &[(f64, f64)], what: &str, slot: [usize; 2]| {
+            // bf16 products round the f32 `dy` to bf16 (a relative 2^-8 per term at most); everything else is exact
+            // products summed in f32.
+            let tol = if slot[0] == 0 && slot[1] > 0 && set == 1 && half_gemm::bf16_dot_available()
+            {
+                4e-3
+            } else {
+                1e-5
+            };
+            assert_eq!(got.len(), want.len());
+            for (i, (v, (sum, scale))) in got.iter().zip(want).enumerate() {
+                let err = (f64::from(*v) - sum).abs();
+                let w = &mut worst[set][slot[0]][slot[1]];
+                *w = w.max(err / scale.max(1e-30));
+                assert!(
+                    err <= tol * scale + 1e-30,
+                    "{what} {g:?} (value set {set}): element {i} = {v}, f64 {sum} (Σ|terms| {scale})"
+                );
+            }
+        };
+        fn run<T: half_gemm::Elem>(
+            g: &ConvGeometry,
+            to: impl Fn(f32) -> T,
+            wide: &[f32],
+            stride: usize,
+            w: &[f32],
+            dy: &[f32],
+        ) -> [Vec<f32>; 3] {
+            let wide: Vec<T> = wide.iter().map(|v| to(*v)).collect();
+            let w: Vec<T> = w.iter().map(|v| to(*v)).collect();
+            let x: Vec<T> = (0..g.batch)
+                .flat_map(|b| wide[b * stride..][..g.c_in * g.h * g.w].to_vec())
+                .collect();
+            let out = conv::forward_strided(g, &wide, stride, &w);
+            assert_eq!(out, conv::forward(g, &x, &w), "forward_strided vs forward");
+            let dx = conv::backward_input(g, &w, dy);
+            let mut dw = vec![f32::NAN; g.weight_len()];
+            conv::backward_weight_strided(g, &wide, stride, dy, &mut dw);
+            [out, dx, dw]
+        }
+        for (slot, [o, dxs, dws]) in [
+            (0, run(&g, bf16::from_f32, &wide, stride, &w, &dy)),
+            (1, run(&g, f16::from_f32, &wide, stride, &w, &dy)),
+        ] {
+            let t = if slot == 0 { "bf16" } else { "f16" };
+            check(&o, &out, &format!("{t} forward"), [slot, 0]);
+            check(&dxs, &dx, &format!("{t} input gradient"), [slot, 1]);
+            check(&dws, &dw, &format!("{t} weight gradient"), [slot, 2]);
+        }
+    }
+    for (set, name) in [(0, "exact sums"), (1, "rounded sums, f32 dy")] {
+        for (t, dtype) in ["bf16", "f16"].iter().enumerate() {
+            let [f, dx, dw] = worst[set][t];
+            eprintln!(
+                "{name}, {dtype}: largest error / Σ|terms|: forward {f:.1e}, input gradient {dx:.1e}, \
+                 weight gradient {dw:.1e} (bf16 products: {})",
+                half_gemm::bf16_dot_available()
+            );
+        }
+    }
+}

@@ -17,6 +17,7 @@ use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 use super::dot;
+use super::half_gemm::{self, Elem, Src};
 use super::taps::{self, Wide};
 
 /// The geometry of one convolution (square-or-not kernel, symmetric padding, dilation 1).
@@ -80,24 +81,30 @@ impl ConvGeometry {
 }
 
 thread_local! {
-    /// One im2col buffer per thread, grown on demand and kept: no allocation per call once warm.
-    static COL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// One im2col buffer per thread, grown on demand and kept: no allocation per call once warm. Held as
+    /// words and lent as `f32`, `bf16` or `f16` (every bit pattern is a value of each).
+    static COL: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
     /// The tap GEMMs' second buffer (the output or its gradient on the wide grid), likewise kept.
     static WIDE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-fn with_col<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+fn with_col<T: Elem, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+    const { assert!(std::mem::size_of::<T>() <= 4 && std::mem::align_of::<T>() <= 4) };
     COL.with(|col| {
         let mut col = col.borrow_mut();
-        if col.len() < len {
-            col.resize(len, 0.0);
+        let words = (len * std::mem::size_of::<T>()).div_ceil(4);
+        if col.len() < words {
+            col.resize(words, 0);
         }
-        f(&mut col[..len])
+        // SAFETY: the buffer holds at least `len` `T`s (size and alignment checked above), all initialised, and
+        // any bit pattern is a valid `f32`, `bf16` or `f16`; the borrow is exclusive for `f`'s duration.
+        let typed = unsafe { std::slice::from_raw_parts_mut(col.as_mut_ptr().cast::<T>(), len) };
+        f(typed)
     })
 }
 
-/// This thread's two scratch buffers, `a` and `b` elements long.
-fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+/// This thread's two scratch buffers, `a` elements of `T` and `b` of `f32`.
+fn with_scratch<T: Elem, R>(a: usize, b: usize, f: impl FnOnce(&mut [T], &mut [f32]) -> R) -> R {
     with_col(a, |col| {
         WIDE.with(|wide| {
             let mut wide = wide.borrow_mut();
@@ -111,10 +118,10 @@ fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) ->
 
 /// A matrix in memory for [`gemm_strided`]: element `(i, j)` at `ptr[i·row + j·col]`.
 #[derive(Clone, Copy)]
-pub(super) struct Strided<P> {
-    ptr: P,
-    row: usize,
-    col: usize,
+pub struct Strided<P> {
+    pub(super) ptr: P,
+    pub(super) row: usize,
+    pub(super) col: usize,
 }
 
 impl<P> Strided<P> {
@@ -163,6 +170,36 @@ pub(super) unsafe fn gemm_strided(
     }
 }
 
+/// `dst (+)= lhs · rhs` in any mix of float types: `gemm` for `f32` operands, else our half GEMM (which the
+/// flex layer calls only where [`half_gemm::available`]).
+///
+/// # Safety
+/// As [`gemm_strided`].
+pub(super) unsafe fn matmul(
+    dims: [usize; 3],
+    dst: Strided<*mut f32>,
+    accumulate: bool,
+    lhs: Src,
+    rhs: Src,
+    par: Parallelism,
+) {
+    // SAFETY: the caller's contract is both GEMMs'.
+    unsafe {
+        match (lhs, rhs) {
+            (Src::F32(a), Src::F32(b)) => gemm_strided(dims, dst, accumulate, a, b, par),
+            _ => half_gemm::gemm(
+                half_gemm::compute_for(&lhs, &rhs),
+                dims,
+                dst,
+                accumulate,
+                lhs,
+                rhs,
+                par,
+            ),
+        }
+    }
+}
+
 /// Images in parallel when there are enough of them, else one image at a time with a parallel GEMM.
 fn split(batch: usize) -> (bool, Parallelism) {
     let threads = rayon::current_num_threads();
@@ -174,14 +211,19 @@ fn split(batch: usize) -> (bool, Parallelism) {
 }
 
 /// `out[b] = w · im2col(x[b])`: `out` is `[B, c_out, oh·ow]`, `w` is `[c_out, c_in/groups, kh, kw]`.
-pub fn forward(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Vec<f32> {
+pub fn forward<T: Elem>(g: &ConvGeometry, x: &[T], w: &[T]) -> Vec<f32> {
     debug_assert_eq!(x.len(), g.input_len());
     forward_strided(g, x, g.c_in * g.h * g.w, w)
 }
 
 /// [`forward`] on images `x[b · batch_stride..][..c_in·h·w]`: a channel slice of a wider NCHW tensor (what
 /// C2f's `chunk` produces) is read in place instead of copied.
-pub fn forward_strided(g: &ConvGeometry, x: &[f32], batch_stride: usize, w: &[f32]) -> Vec<f32> {
+pub fn forward_strided<T: Elem>(
+    g: &ConvGeometry,
+    x: &[T],
+    batch_stride: usize,
+    w: &[T],
+) -> Vec<f32> {
     debug_assert_eq!(w.len(), g.weight_len());
     let in_img = g.c_in * g.h * g.w;
     let image = |b: usize| &x[b * batch_stride..][..in_img];
@@ -199,23 +241,23 @@ pub fn forward_strided(g: &ConvGeometry, x: &[f32], batch_stride: usize, w: &[f3
     }
 }
 
-fn forward_image(g: &ConvGeometry, x: &[f32], w: &[f32], out: &mut [f32], par: Parallelism) {
+fn forward_image<T: Elem>(g: &ConvGeometry, x: &[T], w: &[T], out: &mut [f32], par: Parallelism) {
     let (n, k, m) = (g.out_hw(), g.k(), g.cout_g());
     let in_group = g.cin_g() * g.h * g.w;
     for grp in 0..g.groups {
         let x_g = &x[grp * in_group..][..in_group];
         let w_g = &w[grp * m * k..][..m * k];
         let out_g = &mut out[grp * m * n..][..m * n];
-        let run = |col: &[f32], out_g: &mut [f32]| {
+        let run = |col: &[T], out_g: &mut [f32]| {
             // SAFETY: out_g is m×n row-major, w_g m×k row-major, col k×n row-major; the slices are exactly
             // those sizes, so every index the GEMM forms is in bounds.
             unsafe {
-                gemm_strided(
+                matmul(
                     [m, n, k],
                     Strided::new(out_g.as_mut_ptr(), n, 1),
                     false,
-                    Strided::new(w_g.as_ptr(), k, 1),
-                    Strided::new(col.as_ptr(), n, 1),
+                    T::src(w_g.as_ptr(), k, 1),
+                    T::src(col.as_ptr(), n, 1),
                     par,
                 )
             }
@@ -230,7 +272,7 @@ fn forward_image(g: &ConvGeometry, x: &[f32], w: &[f32], out: &mut [f32], par: P
                 taps::narrow(g, &wide, out_wide, out_g);
             });
         } else {
-            with_col(k * n, |col| {
+            with_col(k * n, |col: &mut [T]| {
                 im2col(g, x_g, col);
                 run(col, out_g);
             });
@@ -239,7 +281,7 @@ fn forward_image(g: &ConvGeometry, x: &[f32], w: &[f32], out: &mut [f32], par: P
 }
 
 /// `dx[b] = col2im(wᵀ · dy[b])`.
-pub fn backward_input(g: &ConvGeometry, w: &[f32], dy: &[f32]) -> Vec<f32> {
+pub fn backward_input<T: Elem>(g: &ConvGeometry, w: &[T], dy: &[f32]) -> Vec<f32> {
     debug_assert_eq!(dy.len(), g.output_len());
     let in_img = g.c_in * g.h * g.w;
     let out_img = g.c_out * g.out_hw();
@@ -258,7 +300,13 @@ pub fn backward_input(g: &ConvGeometry, w: &[f32], dy: &[f32]) -> Vec<f32> {
     }
 }
 
-fn backward_input_image(g: &ConvGeometry, w: &[f32], dy: &[f32], dx: &mut [f32], par: Parallelism) {
+fn backward_input_image<T: Elem>(
+    g: &ConvGeometry,
+    w: &[T],
+    dy: &[f32],
+    dx: &mut [f32],
+    par: Parallelism,
+) {
     let (n, k, m) = (g.out_hw(), g.k(), g.cout_g());
     let in_group = g.cin_g() * g.h * g.w;
     for grp in 0..g.groups {
@@ -268,12 +316,12 @@ fn backward_input_image(g: &ConvGeometry, w: &[f32], dy: &[f32], dx: &mut [f32],
         // dcol (k×n) = w_gᵀ (k×m) · dy_g (m×n): wᵀ is w read with swapped strides.
         let run = |dcol: &mut [f32]| unsafe {
             // SAFETY: dcol is k×n, w_g m×k (read transposed), dy_g m×n; all exactly sized.
-            gemm_strided(
+            matmul(
                 [k, n, m],
                 Strided::new(dcol.as_mut_ptr(), n, 1),
                 false,
-                Strided::new(w_g.as_ptr(), 1, k),
-                Strided::new(dy_g.as_ptr(), n, 1),
+                T::src(w_g.as_ptr(), 1, k),
+                f32::src(dy_g.as_ptr(), n, 1),
                 par,
             )
         };
@@ -281,13 +329,17 @@ fn backward_input_image(g: &ConvGeometry, w: &[f32], dy: &[f32], dx: &mut [f32],
             run(dx_g);
         } else if taps::applies(g) {
             let wide = Wide::new(g);
-            with_scratch(wide.padded_len(g), wide.out_len(g), |dxp, dy_wide| {
-                taps::widen(g, &wide, dy_g, dy_wide);
-                taps::backward_input(g, &wide, w_g, dy_wide, dxp, par);
-                taps::unpad(g, &wide, dxp, dx_g);
-            });
+            with_scratch(
+                wide.padded_len(g),
+                wide.out_len(g),
+                |dxp: &mut [f32], dy_wide| {
+                    taps::widen(g, &wide, dy_g, dy_wide);
+                    taps::backward_input(g, &wide, w_g, dy_wide, dxp, par);
+                    taps::unpad(g, &wide, dxp, dx_g);
+                },
+            );
         } else {
-            with_col(k * n, |dcol| {
+            with_col(k * n, |dcol: &mut [f32]| {
                 run(dcol);
                 col2im(g, dcol, dx_g);
             });
@@ -296,15 +348,15 @@ fn backward_input_image(g: &ConvGeometry, w: &[f32], dy: &[f32], dx: &mut [f32],
 }
 
 /// `dw = Σ_b dy[b] · im2col(x[b])ᵀ`, written (not accumulated) into `dw`.
-pub fn backward_weight(g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+pub fn backward_weight<T: Elem>(g: &ConvGeometry, x: &[T], dy: &[f32], dw: &mut [f32]) {
     debug_assert_eq!(x.len(), g.input_len());
     backward_weight_strided(g, x, g.c_in * g.h * g.w, dy, dw);
 }
 
 /// [`backward_weight`] on images `x[b · batch_stride..]`, as [`forward_strided`].
-pub fn backward_weight_strided(
+pub fn backward_weight_strided<T: Elem>(
     g: &ConvGeometry,
-    x: &[f32],
+    x: &[T],
     batch_stride: usize,
     dy: &[f32],
     dw: &mut [f32],
@@ -355,9 +407,9 @@ pub fn backward_weight_strided(
     }
 }
 
-fn backward_weight_image(
+fn backward_weight_image<T: Elem>(
     g: &ConvGeometry,
-    x: &[f32],
+    x: &[T],
     dy: &[f32],
     dw: &mut [f32],
     accumulate: bool,
@@ -370,14 +422,14 @@ fn backward_weight_image(
         let dy_g = &dy[grp * m * n..][..m * n];
         let dw_g = &mut dw[grp * m * k..][..m * k];
         // dw_g (m×k) += dy_g (m×n) · colᵀ (n×k): colᵀ is col read with swapped strides.
-        let run = |col: &[f32], dw_g: &mut [f32]| unsafe {
+        let run = |col: &[T], dw_g: &mut [f32]| unsafe {
             // SAFETY: dw_g is m×k, dy_g m×n, col k×n (read transposed); all exactly sized.
-            gemm_strided(
+            matmul(
                 [m, k, n],
                 Strided::new(dw_g.as_mut_ptr(), k, 1),
                 accumulate,
-                Strided::new(dy_g.as_ptr(), n, 1),
-                Strided::new(col.as_ptr(), 1, n),
+                f32::src(dy_g.as_ptr(), n, 1),
+                T::src(col.as_ptr(), 1, n),
                 par,
             )
         };
@@ -394,7 +446,7 @@ fn backward_weight_image(
                 taps::backward_weight(g, &wide, xp, dy_wide, dw_g, accumulate, par);
             });
         } else {
-            with_col(k * n, |col| {
+            with_col(k * n, |col: &mut [T]| {
                 im2col(g, x_g, col);
                 if dots {
                     dot::a_bt(m, k, n, dy_g, col, dw_g, accumulate);
@@ -424,7 +476,7 @@ fn valid_range(out: usize, input: usize, stride: usize, k: usize, pad: usize) ->
 }
 
 /// `col[(ci, ky, kx), (oy, ox)] = x[ci, oy·s + ky − p, ox·s + kx − p]`, zero outside the image.
-fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32]) {
+fn im2col<T: Elem>(g: &ConvGeometry, x: &[T], col: &mut [T]) {
     let (oh, ow) = (g.out_h(), g.out_w());
     let n = oh * ow;
     let [sy, sx] = g.stride;
@@ -441,12 +493,12 @@ fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32]) {
                     let out_row = &mut dst[oy * ow..][..ow];
                     let iy = (oy * sy + ky) as isize - py as isize;
                     if iy < 0 || iy >= g.h as isize {
-                        out_row.fill(0.0);
+                        out_row.fill(T::ZERO);
                         continue;
                     }
                     let src = &plane[iy as usize * g.w..][..g.w];
-                    out_row[..lo].fill(0.0);
-                    out_row[hi..].fill(0.0);
+                    out_row[..lo].fill(T::ZERO);
+                    out_row[hi..].fill(T::ZERO);
                     if lo == hi {
                         continue;
                     }
@@ -470,23 +522,37 @@ fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32]) {
 }
 
 /// `dst[i] = src[2·i]`: the rows of a stride-2 conv's im2col. `step_by(2)` compiles to one load and store per
-/// element; with AVX-512 two loads and one two-source permute give 16. (im2col's own loops were 6 % of a train
-/// step at 640 in perf; its stride-1 rows are already `memcpy`s.)
-fn every_other(src: &[f32], dst: &mut [f32]) {
+/// element; with AVX-512 two loads and one two-source permute give 16 (`f32`) or 32 (`bf16`, `f16`: a pure
+/// copy, so the elements move as bits). (im2col's own loops were 6 % of a train step at 640 in perf; its
+/// stride-1 rows are already `memcpy`s.)
+fn every_other<T: Elem>(src: &[T], dst: &mut [T]) {
     debug_assert!(src.len() + 1 >= 2 * dst.len());
+    let mut done = 0;
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: AVX-512F is present; the lengths are what `every_other_avx512` checks for.
-        let done = unsafe { every_other_avx512(src, dst) };
-        for (d, s) in dst[done..]
-            .iter_mut()
-            .zip(src[2 * done..].iter().step_by(2))
-        {
-            *d = *s;
-        }
-        return;
+    if std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+    {
+        let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+        // SAFETY: AVX-512F/BW are present; the views cover exactly `src` and `dst` (a 4-byte `Elem` is `f32`,
+        // a 2-byte one a 16-bit float whose bits move as `u16`), and the lengths are what the kernels check.
+        done = unsafe {
+            match std::mem::size_of::<T>() {
+                4 => every_other_avx512(
+                    std::slice::from_raw_parts(s.cast::<f32>(), src.len()),
+                    std::slice::from_raw_parts_mut(d.cast::<f32>(), dst.len()),
+                ),
+                2 => every_other_avx512_u16(
+                    std::slice::from_raw_parts(s.cast::<u16>(), src.len()),
+                    std::slice::from_raw_parts_mut(d.cast::<u16>(), dst.len()),
+                ),
+                _ => 0,
+            }
+        };
     }
-    for (d, s) in dst.iter_mut().zip(src.iter().step_by(2)) {
+    for (d, s) in dst[done..]
+        .iter_mut()
+        .zip(src[2 * done..].iter().step_by(2))
+    {
         *d = *s;
     }
 }
@@ -509,6 +575,28 @@ unsafe fn every_other_avx512(src: &[f32], dst: &mut [f32]) -> usize {
         }
     }
     16 * blocks
+}
+
+/// [`every_other_avx512`] for 16-bit elements: 32 outputs per block of 64 inputs.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn every_other_avx512_u16(src: &[u16], dst: &mut [u16]) -> usize {
+    use std::arch::x86_64::*;
+    let blocks = (dst.len() / 32).min(src.len() / 64);
+    let even = _mm512_set_epi16(
+        62, 60, 58, 56, 54, 52, 50, 48, 46, 44, 42, 40, 38, 36, 34, 32, 30, 28, 26, 24, 22, 20, 18,
+        16, 14, 12, 10, 8, 6, 4, 2, 0,
+    );
+    for j in 0..blocks {
+        // SAFETY: 64·j + 64 ≤ src.len() and 32·j + 32 ≤ dst.len() by the choice of `blocks`.
+        unsafe {
+            let lo = _mm512_loadu_si512(src.as_ptr().add(64 * j).cast());
+            let hi = _mm512_loadu_si512(src.as_ptr().add(64 * j + 32).cast());
+            let v = _mm512_permutex2var_epi16(lo, even, hi);
+            _mm512_storeu_si512(dst.as_mut_ptr().add(32 * j).cast(), v);
+        }
+    }
+    32 * blocks
 }
 
 /// The adjoint of [`im2col`]: `dx[ci, iy, ix] = Σ dcol[(ci, ky, kx), (oy, ox)]` over the positions that read it.
@@ -678,13 +766,19 @@ mod tests {
 
     #[test]
     fn every_other_matches_step_by() {
-        let src: Vec<f32> = (0..80u8).map(f32::from).collect();
-        for n in 0..=40usize {
+        let src: Vec<f32> = (0..160u8).map(f32::from).collect();
+        let src16: Vec<half::bf16> = src.iter().map(|v| half::bf16::from_f32(*v)).collect();
+        for n in 0..=80usize {
             for len in [2 * n, (2 * n).saturating_sub(1)] {
                 let mut dst = vec![f32::NAN; n];
                 every_other(&src[..len], &mut dst);
                 let want: Vec<f32> = src[..len].iter().step_by(2).take(n).copied().collect();
                 assert_eq!(dst, want, "n {n} len {len}");
+                let mut dst16 = vec![half::bf16::NAN; n];
+                every_other(&src16[..len], &mut dst16);
+                let want16: Vec<half::bf16> =
+                    src16[..len].iter().step_by(2).take(n).copied().collect();
+                assert_eq!(dst16, want16, "bf16 n {n} len {len}");
             }
         }
     }

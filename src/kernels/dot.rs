@@ -8,6 +8,8 @@
 //! dimension, 4 × 4 outputs at a time (16 AVX-512 accumulators), in inner-dimension blocks small enough that the
 //! rows of a block stay in L2 while every tile reads them.
 
+use super::half_gemm::Elem;
+
 /// Whether [`a_bt`] runs here (AVX-512F) and beats `gemm` for a `m × n` result over `l`-long rows.
 ///
 /// `gemm` packs `(m + n)·l` floats for `m·n·l` multiply-adds, so it loses where one side is narrow. Measured
@@ -22,6 +24,8 @@ pub(super) fn applies(m: usize, n: usize, l: usize) -> bool {
 #[cfg(target_arch = "x86_64")]
 fn avx512() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vl")
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -29,17 +33,21 @@ fn avx512() -> bool {
     false
 }
 
-/// `c[i·n + j] (+)= Σ_p a[i·l + p] · b[j·l + p]`; only where [`applies`] said so.
-pub(super) fn a_bt(
+/// `c[i·n + j] (+)= Σ_p a[i·l + p] · b[j·l + p]`; only where [`applies`] said so. `b` may be `bf16` or `f16`
+/// (the im2col of a half-precision input): each vector is widened as it is loaded and multiplied in `f32`,
+/// which keeps this kernel at its `f32` speed (its loads, not its FMAs, bound it).
+pub(super) fn a_bt<T: Elem>(
     m: usize,
     n: usize,
     l: usize,
     a: &[f32],
-    b: &[f32],
+    b: &[T],
     c: &mut [f32],
     accumulate: bool,
 ) {
     assert!(a.len() >= m * l && b.len() >= n * l && c.len() == m * n && avx512());
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = std::marker::PhantomData::<T>;
     if !accumulate {
         c.fill(0.0);
     }
@@ -49,7 +57,21 @@ pub(super) fn a_bt(
     #[cfg(target_arch = "x86_64")]
     // SAFETY: AVX-512F is present (asserted above); the slices are at least the sizes the kernel reads.
     unsafe {
-        avx512::a_bt(m, n, l, a, b, c)
+        use std::any::TypeId;
+        let t = TypeId::of::<T>();
+        let kind = if t == TypeId::of::<half::bf16>() {
+            avx512::BF16
+        } else if t == TypeId::of::<half::f16>() {
+            avx512::F16
+        } else {
+            avx512::F32
+        };
+        let b = b.as_ptr().cast::<u8>();
+        match kind {
+            avx512::BF16 => avx512::a_bt::<{ avx512::BF16 }>(m, n, l, a, b, c),
+            avx512::F16 => avx512::a_bt::<{ avx512::F16 }>(m, n, l, a, b, c),
+            _ => avx512::a_bt::<{ avx512::F32 }>(m, n, l, a, b, c),
+        }
     }
 }
 
@@ -60,9 +82,47 @@ mod avx512 {
     /// Rows of `A` and `B` in one block, times its length, stay within this many floats (1 MiB, Zen 4's L2).
     const BLOCK_FLOATS: usize = 256 * 1024;
 
-    /// `c += a · bᵀ`, `a` `m × l` and `b` `n × l` row-major, all non-empty.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn a_bt(m: usize, n: usize, l: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+    /// `b`'s element type: `f32`, `bf16` or `f16`.
+    pub(super) const F32: u8 = 0;
+    pub(super) const BF16: u8 = 1;
+    pub(super) const F16: u8 = 2;
+
+    const fn size(kind: u8) -> usize {
+        if kind == F32 {
+            4
+        } else {
+            2
+        }
+    }
+
+    /// 16 elements of kind `K` from `p` as `f32`; only the first `live` (the rest zero, not read).
+    #[inline(always)]
+    unsafe fn load<const K: u8>(p: *const u8, live: usize) -> __m512 {
+        let mask: __mmask16 = if live >= 16 { !0 } else { (1u16 << live) - 1 };
+        // SAFETY: the caller's: `live` elements from `p` are readable; AVX-512F/BW/VL are enabled in every
+        // caller.
+        unsafe {
+            match K {
+                F32 => _mm512_maskz_loadu_ps(mask, p.cast()),
+                BF16 => {
+                    let h = _mm256_maskz_loadu_epi16(mask, p.cast());
+                    _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+                }
+                _ => _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, p.cast())),
+            }
+        }
+    }
+
+    /// `c += a · bᵀ`, `a` `m × l` and `b` `n × l` row-major (elements of kind `K`), all non-empty.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub(super) unsafe fn a_bt<const K: u8>(
+        m: usize,
+        n: usize,
+        l: usize,
+        a: &[f32],
+        b: *const u8,
+        c: &mut [f32],
+    ) {
         let block = (BLOCK_FLOATS / (m + n)).clamp(256, 4096) / 16 * 16;
         let mut start = 0;
         while start < l {
@@ -72,9 +132,11 @@ mod avx512 {
                 let rows_a: [*const f32; 4] =
                     std::array::from_fn(|t| a[(i0 + t).min(m - 1) * l + start..].as_ptr());
                 for j0 in (0..n).step_by(4) {
-                    let rows_b: [*const f32; 4] =
-                        std::array::from_fn(|t| b[(j0 + t).min(n - 1) * l + start..].as_ptr());
-                    let sums = tile(rows_a, rows_b, len);
+                    // SAFETY: row (j0 + t) of b has l elements, `start` < l.
+                    let rows_b: [*const u8; 4] = std::array::from_fn(|t| unsafe {
+                        b.add(((j0 + t).min(n - 1) * l + start) * size(K))
+                    });
+                    let sums = unsafe { tile::<K>(rows_a, rows_b, len) };
                     for (x, row) in sums.iter().enumerate().take(m - i0) {
                         for (y, s) in row.iter().enumerate().take(n - j0) {
                             c[(i0 + x) * n + j0 + y] += s;
@@ -87,8 +149,12 @@ mod avx512 {
     }
 
     /// The 16 dot products of 4 rows of `a` with 4 rows of `b`, each `len` long.
-    #[target_feature(enable = "avx512f")]
-    unsafe fn tile(a: [*const f32; 4], b: [*const f32; 4], len: usize) -> [[f32; 4]; 4] {
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn tile<const K: u8>(
+        a: [*const f32; 4],
+        b: [*const u8; 4],
+        len: usize,
+    ) -> [[f32; 4]; 4] {
         let mut acc = [[_mm512_setzero_ps(); 4]; 4];
         let mut p = 0;
         let mut step = |av: [__m512; 4], bv: [__m512; 4]| {
@@ -102,14 +168,14 @@ mod avx512 {
         // touch only the first `len − p` of the remaining ones.
         while p + 16 <= len {
             let av = a.map(|r| unsafe { _mm512_loadu_ps(r.add(p)) });
-            let bv = b.map(|r| unsafe { _mm512_loadu_ps(r.add(p)) });
+            let bv = b.map(|r| unsafe { load::<K>(r.add(p * size(K)), 16) });
             step(av, bv);
             p += 16;
         }
         if p < len {
             let mask: __mmask16 = (1u16 << (len - p)) - 1;
             let av = a.map(|r| unsafe { _mm512_maskz_loadu_ps(mask, r.add(p)) });
-            let bv = b.map(|r| unsafe { _mm512_maskz_loadu_ps(mask, r.add(p)) });
+            let bv = b.map(|r| unsafe { load::<K>(r.add(p * size(K)), len - p) });
             step(av, bv);
         }
         acc.map(|row| row.map(|v| _mm512_reduce_add_ps(v)))

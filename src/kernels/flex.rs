@@ -6,14 +6,14 @@
 //! a geometry the kernels cover, it runs them, and otherwise hands the tensors back untouched for the stock
 //! path.
 //!
-//! Half precision: `f16` and `bf16` tensors are widened to `f32` at the op's boundary, computed with `f32`
-//! accumulation, and the output and gradients narrowed back to the caller's types. What the backward keeps (the
-//! input and the conv output before BatchNorm) stays in the caller's type, so a half-precision model holds half
-//! the activation memory of an `f32` one (the widened copies live only while an op runs); BatchNorm's
-//! statistics are still computed from the `f32` conv output. This CPU has neither
-//! AVX512-FP16 nor AMX (see /proc/cpuinfo and docs/benchmarks.md), and the `gemm` crate multiplies `f16` by
-//! widening to `f32` inside its packing anyway, so no half-precision GEMM here can beat the `f32` one; the win
-//! is over burn-flex's own `f16` path, which is slower than its `f32` one.
+//! Half precision: `f16` and `bf16` inputs and weights are read in their own type by im2col and the tap copies,
+//! and converted only while [`half_gemm`] packs them (bf16 multiplied with `VDPBF16PS` where the CPU has
+//! AVX512_BF16, `f16` widened with F16C and multiplied in `f32`), always accumulating in `f32`. The conv output
+//! is `f32` for BatchNorm's statistics, and the fused epilogue rounds each plane to the caller's type as it
+//! writes it. What the backward keeps (the input and the conv output before BatchNorm) stays in the caller's
+//! type, so a half-precision model holds half the activation memory of an `f32` one. On a CPU without AVX-512
+//! (`half_gemm::available` false) half tensors are widened to `f32` at the op's boundary and `gemm` multiplies
+//! them, as before.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -29,8 +29,11 @@ use burn::tensor::backend::{Backend, BackendTypes};
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 use burn_flex::{Flex, FlexTensor};
 
+use half::{bf16, f16};
+
 use super::bn_act::{self, BatchStats, Floats};
 use super::conv::{self, ConvGeometry};
+use super::half_gemm;
 
 /// burn-flex's float primitive under autodiff (the type is not exported by name).
 pub(super) type AdFlexTensor = <Autodiff<Flex> as BackendTypes>::FloatTensorPrimitive;
@@ -75,6 +78,89 @@ pub(super) fn supported(dtype: DType) -> bool {
 
 fn widen(t: FlexTensor) -> FlexTensor {
     super::cast::to_f32(&t)
+}
+
+/// Whether a half tensor reaches the conv kernels in its own type (else it is widened to `f32` first).
+fn half_in_place(dtype: DType) -> bool {
+    matches!(dtype, DType::F16 | DType::BF16) && half_gemm::available()
+}
+
+/// [`batch_strided`] for the conv kernels: a half tensor stays in its type where [`half_in_place`].
+fn conv_view(t: &FlexTensor) -> (FlexTensor, usize) {
+    if !half_in_place(t.dtype()) {
+        return batch_strided(t);
+    }
+    let layout = t.layout();
+    let dims = layout.shape().to_vec();
+    let strides = layout.strides();
+    if dims.len() == 4 {
+        let [_, c, h, w] = [dims[0], dims[1], dims[2], dims[3]];
+        let inner = strides[3] == 1 && strides[2] == w as isize && strides[1] == (h * w) as isize;
+        if inner && strides[0] >= (c * h * w) as isize {
+            return (t.clone(), strides[0] as usize);
+        }
+    }
+    let stride = dims.iter().skip(1).product();
+    (t.to_contiguous(), stride)
+}
+
+/// A weight for the conv kernels: contiguous, in the input's half type where [`half_in_place`] and the two
+/// types agree, else `f32`.
+fn conv_weight(w: &FlexTensor, x_dtype: DType) -> FlexTensor {
+    if half_in_place(x_dtype) && w.dtype() == x_dtype {
+        w.to_contiguous()
+    } else {
+        contiguous(w)
+    }
+}
+
+/// The elements of `t` (of type `E`) from its first to the end of its storage.
+fn from_start<E: burn::tensor::Element + bytemuck::Pod>(t: &FlexTensor) -> &[E] {
+    &t.storage::<E>()[t.layout().start_offset()..]
+}
+
+/// The elements of a contiguous `t` of type `E`.
+fn elems<E: burn::tensor::Element + bytemuck::Pod>(t: &FlexTensor) -> &[E] {
+    let start = t.layout().start_offset();
+    &t.storage::<E>()[start..start + t.layout().num_elements()]
+}
+
+/// The conv output of `x` (from [`conv_view`], images `x_stride` apart) and `w` (from [`conv_weight`]). A pair
+/// of different types (an `f32` weight under a half input, which the model never makes) multiplies in `f32`.
+fn conv_forward(g: &ConvGeometry, x: &FlexTensor, x_stride: usize, w: &FlexTensor) -> Vec<f32> {
+    match (x.dtype(), w.dtype()) {
+        (DType::BF16, DType::BF16) => {
+            conv::forward_strided(g, from_start::<bf16>(x), x_stride, elems::<bf16>(w))
+        }
+        (DType::F16, DType::F16) => {
+            conv::forward_strided(g, from_start::<f16>(x), x_stride, elems::<f16>(w))
+        }
+        (DType::F32, DType::F32) => conv::forward_strided(g, f32s_from_start(x), x_stride, f32s(w)),
+        _ => {
+            let (x, x_stride) = batch_strided(x);
+            conv::forward_strided(g, f32s_from_start(&x), x_stride, f32s(&contiguous(w)))
+        }
+    }
+}
+
+/// `dx` from the saved weight (any float type) and `dy`.
+fn conv_backward_input(g: &ConvGeometry, w: &FlexTensor, dy: &[f32]) -> Vec<f32> {
+    let w = conv_weight(w, w.dtype());
+    match w.dtype() {
+        DType::BF16 => conv::backward_input(g, elems::<bf16>(&w), dy),
+        DType::F16 => conv::backward_input(g, elems::<f16>(&w), dy),
+        _ => conv::backward_input(g, f32s(&w), dy),
+    }
+}
+
+/// `dw` from the saved input (any float type, any view) and `dy`.
+fn conv_backward_weight(g: &ConvGeometry, x: &FlexTensor, dy: &[f32], dw: &mut [f32]) {
+    let (x, x_stride) = conv_view(x);
+    match x.dtype() {
+        DType::BF16 => conv::backward_weight_strided(g, from_start::<bf16>(&x), x_stride, dy, dw),
+        DType::F16 => conv::backward_weight_strided(g, from_start::<f16>(&x), x_stride, dy, dw),
+        _ => conv::backward_weight_strided(g, f32s_from_start(&x), x_stride, dy, dw),
+    }
 }
 
 /// A contiguous tensor's values for the plane-wise kernels, in their own float type.
@@ -205,9 +291,9 @@ fn eval<B: Backend>(
     x: FlexTensor,
 ) -> Tensor<B, 4> {
     let dtype = x.dtype();
-    let w = contiguous(&param_flex(conv.weight.val()));
-    let (x, x_stride) = batch_strided(&x);
-    let mut y = conv::forward_strided(&g, f32s_from_start(&x), x_stride, f32s(&w));
+    let w = conv_weight(&param_flex(conv.weight.val()), dtype);
+    let (x, x_stride) = conv_view(&x);
+    let mut y = conv_forward(&g, &x, x_stride, &w);
     let c = g.c_out;
     let (gamma, beta) = (values(bn.gamma.val(), c), values(bn.beta.val(), c));
     let (mean, var) = (
@@ -290,14 +376,12 @@ impl Backward<Flex, 4> for ConvBnActBackward {
             grads.register::<Flex>(node.id, narrow(bn.dbeta, &[g.c_out], bn_dtype));
         }
         if let Some(node) = node_x {
-            let w = contiguous(&s.w);
-            let dx = conv::backward_input(&g, f32s(&w), &bn.dy);
+            let dx = conv_backward_input(&g, &s.w, &bn.dy);
             grads.register::<Flex>(node.id, narrow(dx, &[g.batch, g.c_in, g.h, g.w], x_dtype));
         }
         if let Some(node) = node_w {
-            let (x, x_stride) = batch_strided(&s.x);
             let mut dw = vec![0.0f32; g.weight_len()];
-            conv::backward_weight_strided(&g, f32s_from_start(&x), x_stride, &bn.dy, &mut dw);
+            conv_backward_weight(&g, &s.x, &bn.dy, &mut dw);
             let shape = s.w.layout().shape().to_vec();
             grads.register::<Flex>(node.id, narrow(dw, &shape, w_dtype));
         }
@@ -325,9 +409,9 @@ fn train<B: Backend>(
         w.primitive.dtype(),
         gamma.primitive.dtype(),
     ];
-    let (xc, x_stride) = batch_strided(&x.primitive);
-    let wc = contiguous(&w.primitive);
-    let y = conv::forward_strided(&g, f32s_from_start(&xc), x_stride, f32s(&wc));
+    let (xc, x_stride) = conv_view(&x.primitive);
+    let wc = conv_weight(&w.primitive, dtypes[0]);
+    let y = conv_forward(&g, &xc, x_stride, &wc);
     let c = g.c_out;
     let hw = g.out_hw();
     let stats = bn_act::batch_stats(&y, c, hw, bn.epsilon);
@@ -430,7 +514,7 @@ pub fn try_conv_bias<B: Backend>(
     let x_prim = match cast::<B::FloatTensorPrimitive, FlexTensor>(x_prim) {
         Ok(x) if supported(x.dtype()) => {
             let dtype = x.dtype();
-            let w = contiguous(&param_flex(conv.weight.val()));
+            let w = conv_weight(&param_flex(conv.weight.val()), dtype);
             let b = contiguous(&param_flex(bias.val()));
             let y = conv_bias_forward(&g, &x, &w, &b);
             let out = narrow(y, &[g.batch, g.c_out, g.out_h(), g.out_w()], dtype);
@@ -464,8 +548,8 @@ pub fn try_conv_bias<B: Backend>(
         w.primitive.dtype(),
         b.primitive.dtype(),
     ];
-    let (xc, x_stride) = batch_strided(&x.primitive);
-    let wc = contiguous(&w.primitive);
+    let (xc, x_stride) = conv_view(&x.primitive);
+    let wc = conv_weight(&w.primitive, dtypes[0]);
     let y = conv_bias_forward_strided(&g, &xc, x_stride, &wc, &contiguous(&b.primitive));
     let out = narrow(y, &[g.batch, g.c_out, g.out_h(), g.out_w()], dtypes[0]);
     let saved_x = saved_input(xc, &x.primitive);
@@ -492,7 +576,7 @@ pub fn try_conv_bias<B: Backend>(
 }
 
 fn conv_bias_forward(g: &ConvGeometry, x: &FlexTensor, w: &FlexTensor, b: &FlexTensor) -> Vec<f32> {
-    let (x, x_stride) = batch_strided(x);
+    let (x, x_stride) = conv_view(x);
     conv_bias_forward_strided(g, &x, x_stride, w, b)
 }
 
@@ -503,7 +587,7 @@ fn conv_bias_forward_strided(
     w: &FlexTensor,
     b: &FlexTensor,
 ) -> Vec<f32> {
-    let mut y = conv::forward_strided(g, f32s_from_start(x), x_stride, f32s(w));
+    let mut y = conv_forward(g, x, x_stride, w);
     let ones = vec![1.0f32; g.c_out];
     bn_act::scale_shift_act_in_place(&mut y, g.c_out, g.out_hw(), &ones, f32s(b), false);
     y
@@ -537,14 +621,12 @@ impl Backward<Flex, 3> for ConvBiasBackward {
             grads.register::<Flex>(node.id, narrow(db, &[g.c_out], b_dtype));
         }
         if let Some(node) = node_x {
-            let w = contiguous(&s.w);
-            let dx = conv::backward_input(&g, f32s(&w), dy);
+            let dx = conv_backward_input(&g, &s.w, dy);
             grads.register::<Flex>(node.id, narrow(dx, &[g.batch, g.c_in, g.h, g.w], x_dtype));
         }
         if let Some(node) = node_w {
-            let (x, x_stride) = batch_strided(&s.x);
             let mut dw = vec![0.0f32; g.weight_len()];
-            conv::backward_weight_strided(&g, f32s_from_start(&x), x_stride, dy, &mut dw);
+            conv_backward_weight(&g, &s.x, dy, &mut dw);
             let shape = s.w.layout().shape().to_vec();
             grads.register::<Flex>(node.id, narrow(dw, &shape, w_dtype));
         }

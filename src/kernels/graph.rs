@@ -10,7 +10,12 @@
 //! copied or added as contiguous slices, images in parallel, and the concatenation hands each input a contiguous
 //! gradient.
 //!
-//! `f32` tensors only (the model's training type here); anything else takes Burn's ops.
+//! Float types: `f32`, `f16` and `bf16`, all inputs of one call in the same one (anything else takes Burn's ops).
+//! A half-precision model gets the same speed-up as an `f32` one, so the ops work on the half values as burn-flex
+//! stores them, never on an `f32` copy of a whole tensor (that would double the bytes these memory-bound copies
+//! move). Concatenation and upsampling are copies, bit-exact in every type; the add and the upsampling's
+//! gradient (a sum of f·f values) compute in `f32` and round once to the half type, nearest even, which is what
+//! burn-flex's own half-precision add does. Gradients take their input's type.
 
 use std::any::Any;
 
@@ -19,18 +24,146 @@ use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::tensor::backend::Backend;
-use burn::tensor::{DType, Tensor};
+use burn::tensor::ops::FloatTensorOps;
+use burn::tensor::{DType, Tensor, TensorData};
 use burn_flex::{Flex, FlexTensor};
+use half::slice::HalfFloatSliceExt;
+use half::{bf16, f16};
 
-use super::flex::{
-    batch_strided, cast, f32s_from_start, flex, from_primitive, primitive, AdFlexTensor,
-};
-use super::par_vec;
+use super::flex::{cast, flex, from_primitive, primitive, AdFlexTensor};
+use super::par_vec_of;
 
 /// The most inputs [`try_cat`] takes (C2f of a YOLOv8x has 1 + 6); more go to Burn's `cat`.
 const MAX_CAT: usize = 8;
 
-/// `B`'s tensors as burn-flex ones (plain or under autodiff), all `f32`; otherwise handed back.
+/// A float type as burn-flex stores it, with the little arithmetic these ops need. The copies are generic over
+/// it; `f32` keeps its direct loops (every `f32` method below compiles to what the ops did before they took half
+/// types), and the half types convert slices with `half`'s F16C path where the CPU has it.
+trait Elem: Copy + Send + Sync + 'static {
+    const ZERO: Self;
+
+    /// From `t`'s first element to the end of its storage (for [`batch_strided`] views).
+    fn from_start(t: &FlexTensor) -> &[Self];
+
+    fn tensor(values: Vec<Self>, shape: &[usize]) -> FlexTensor;
+
+    /// `out = a + b`, each sum computed in `f32` and rounded once, as burn-flex's own add does.
+    fn add(a: &[Self], b: &[Self], out: &mut [Self]);
+
+    /// `values` in `f32`: themselves, or widened into `scratch` (which the caller reuses, so a row costs no
+    /// allocation).
+    fn widened<'a>(values: &'a [Self], scratch: &'a mut Vec<f32>) -> &'a [f32];
+
+    /// `out` as the `f32` sums that `sum` adds up onto zeros: `out` itself in `f32`, else `f32` accumulators
+    /// rounded once into `out` at the end.
+    fn accumulate(out: &mut [Self], sum: impl FnOnce(&mut [f32]));
+}
+
+impl Elem for f32 {
+    const ZERO: Self = 0.0;
+
+    fn from_start(t: &FlexTensor) -> &[Self] {
+        &t.storage::<f32>()[t.layout().start_offset()..]
+    }
+
+    fn tensor(values: Vec<Self>, shape: &[usize]) -> FlexTensor {
+        flex(values, shape)
+    }
+
+    fn add(a: &[Self], b: &[Self], out: &mut [Self]) {
+        for ((o, x), y) in out.iter_mut().zip(a).zip(b) {
+            *o = x + y;
+        }
+    }
+
+    fn widened<'a>(values: &'a [Self], _: &'a mut Vec<f32>) -> &'a [f32] {
+        values
+    }
+
+    fn accumulate(out: &mut [Self], sum: impl FnOnce(&mut [f32])) {
+        sum(out)
+    }
+}
+
+/// Values per block that the half types' add widens on the stack.
+const ADD_BLOCK: usize = 256;
+
+macro_rules! half_elem {
+    ($t:ty) => {
+        impl Elem for $t {
+            const ZERO: Self = <$t>::ZERO;
+
+            fn from_start(t: &FlexTensor) -> &[Self] {
+                &t.storage::<$t>()[t.layout().start_offset()..]
+            }
+
+            fn tensor(values: Vec<Self>, shape: &[usize]) -> FlexTensor {
+                FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
+            }
+
+            fn add(a: &[Self], b: &[Self], out: &mut [Self]) {
+                let (mut x, mut y) = ([0.0f32; ADD_BLOCK], [0.0f32; ADD_BLOCK]);
+                for ((o, a), b) in out
+                    .chunks_mut(ADD_BLOCK)
+                    .zip(a.chunks(ADD_BLOCK))
+                    .zip(b.chunks(ADD_BLOCK))
+                {
+                    let (x, y) = (&mut x[..o.len()], &mut y[..o.len()]);
+                    a.convert_to_f32_slice(x);
+                    b.convert_to_f32_slice(y);
+                    for (x, y) in x.iter_mut().zip(y.iter()) {
+                        *x += y;
+                    }
+                    o.convert_from_f32_slice(x);
+                }
+            }
+
+            fn widened<'a>(values: &'a [Self], scratch: &'a mut Vec<f32>) -> &'a [f32] {
+                scratch.resize(values.len(), 0.0);
+                values.convert_to_f32_slice(&mut scratch[..values.len()]);
+                &scratch[..values.len()]
+            }
+
+            fn accumulate(out: &mut [Self], sum: impl FnOnce(&mut [f32])) {
+                let mut acc = vec![0.0f32; out.len()];
+                sum(&mut acc);
+                out.convert_from_f32_slice(&acc);
+            }
+        }
+    };
+}
+
+half_elem!(f16);
+half_elem!(bf16);
+
+/// `$body` with `$t` the element type of `$dtype`, which must be one that [`kernel_dtype`] accepts.
+macro_rules! with_elem {
+    ($dtype:expr, $t:ident => $body:expr) => {
+        match $dtype {
+            DType::F32 => {
+                type $t = f32;
+                $body
+            }
+            DType::F16 => {
+                type $t = f16;
+                $body
+            }
+            DType::BF16 => {
+                type $t = bf16;
+                $body
+            }
+            other => unreachable!("{other:?} was checked to be f32, f16 or bf16"),
+        }
+    };
+}
+
+/// The float types these ops take.
+fn kernel_dtype(dtype: DType) -> bool {
+    matches!(dtype, DType::F32 | DType::F16 | DType::BF16)
+}
+
+/// `B`'s tensors as burn-flex ones (plain or under autodiff), all of one float type that [`kernel_dtype`]
+/// accepts; otherwise handed back.
 enum Downcast<B: Backend, const D: usize> {
     Plain(Vec<FlexTensor>),
     Tracked(Vec<AdFlexTensor>),
@@ -39,15 +172,28 @@ enum Downcast<B: Backend, const D: usize> {
 
 fn downcast<B: Backend, const D: usize>(tensors: Vec<Tensor<B, D>>) -> Downcast<B, D> {
     let prims: Vec<B::FloatTensorPrimitive> = tensors.into_iter().map(primitive).collect();
-    let all = |ok: &dyn Fn(&dyn Any) -> bool| prims.iter().all(|p| ok(p as &dyn Any));
-    let f32 = |t: &FlexTensor| t.dtype() == DType::F32;
-    if all(&|p| p.downcast_ref::<FlexTensor>().is_some_and(f32)) {
+    // every primitive's float type when all are of one tensor type, then whether that is one float type we take
+    let dtypes = |of: &dyn Fn(&dyn Any) -> Option<DType>| {
+        prims
+            .iter()
+            .map(|p| of(p as &dyn Any))
+            .collect::<Option<Vec<_>>>()
+    };
+    let one_kernel_dtype = |dtypes: Option<Vec<DType>>| {
+        dtypes.is_some_and(|d| {
+            d.first()
+                .is_some_and(|&first| kernel_dtype(first) && d.iter().all(|&t| t == first))
+        })
+    };
+    if one_kernel_dtype(dtypes(&|p| {
+        p.downcast_ref::<FlexTensor>().map(FlexTensor::dtype)
+    })) {
         return Downcast::Plain(prims.into_iter().map(same).collect());
     }
-    if all(&|p| {
+    if one_kernel_dtype(dtypes(&|p| {
         p.downcast_ref::<AdFlexTensor>()
-            .is_some_and(|t| f32(&t.primitive))
-    }) {
+            .map(|t| t.primitive.dtype())
+    })) {
         return Downcast::Tracked(prims.into_iter().map(same).collect());
     }
     Downcast::Other(prims.into_iter().map(from_primitive).collect())
@@ -75,7 +221,39 @@ fn ad_to_b<B: Backend, const D: usize>(t: AdFlexTensor) -> Tensor<B, D> {
     from_primitive(same(t))
 }
 
-/// `cat(tensors, dim)` for burn-flex `f32` tensors equal in every other dimension; `Err` hands them back.
+/// An NCHW tensor whose images are contiguous but may sit apart (a channel slice): the tensor itself and the
+/// distance between images, or a contiguous copy in the same float type when the layout is anything else.
+///
+/// Why not `flex::batch_strided`: that one serves the conv kernels, which compute in `f32`, and widens any half
+/// tensor it copies.
+fn batch_strided(t: &FlexTensor) -> (FlexTensor, usize) {
+    let layout = t.layout();
+    let dims = layout.shape().to_vec();
+    let strides = layout.strides();
+    if dims.len() == 4 {
+        let [_, c, h, w] = [dims[0], dims[1], dims[2], dims[3]];
+        let inner = strides[3] == 1 && strides[2] == w as isize && strides[1] == (h * w) as isize;
+        if inner && strides[0] >= (c * h * w) as isize {
+            return (t.clone(), strides[0] as usize);
+        }
+    }
+    let stride = dims.iter().skip(1).product();
+    (t.to_contiguous(), stride)
+}
+
+/// `grad` in `dtype`, the type of the input it is the gradient of. Burn's autodiff hands an op the gradient in
+/// its output's type, which is already `dtype` here, so this is a guard (through Burn's cast) rather than a path
+/// that runs.
+fn in_dtype(grad: FlexTensor, dtype: DType) -> FlexTensor {
+    if grad.dtype() == dtype {
+        grad
+    } else {
+        Flex::float_cast(grad, dtype.into())
+    }
+}
+
+/// `cat(tensors, dim)` for burn-flex tensors of one float type (`f32`, `f16` or `bf16`), equal in every other
+/// dimension; `Err` hands them back.
 pub fn try_cat<B: Backend, const D: usize>(
     tensors: Vec<Tensor<B, D>>,
     dim: usize,
@@ -116,19 +294,23 @@ fn runs(t: &FlexTensor, dim: usize) -> (FlexTensor, usize, usize) {
 
 /// The inputs' runs one after another for each index before `dim`, those indices in parallel.
 fn cat_forward(ts: &[FlexTensor], dim: usize) -> FlexTensor {
+    with_elem!(ts[0].dtype(), T => cat_forward_of::<T>(ts, dim))
+}
+
+fn cat_forward_of<T: Elem>(ts: &[FlexTensor], dim: usize) -> FlexTensor {
     let mut out_shape = shape(&ts[0]);
     out_shape[dim] = ts.iter().map(|t| shape(t)[dim]).sum();
     let outer: usize = out_shape[..dim].iter().product();
     let parts: Vec<(FlexTensor, usize, usize)> = ts.iter().map(|t| runs(t, dim)).collect();
     let total: usize = parts.iter().map(|p| p.2).sum();
-    let (out, _) = par_vec(outer * total, total, |o, dst| {
+    let (out, _) = par_vec_of(outer * total, total, T::ZERO, |o, dst| {
         let mut at = 0;
         for (t, stride, len) in &parts {
-            dst[at..at + len].copy_from_slice(&f32s_from_start(t)[o * stride..][..*len]);
+            dst[at..at + len].copy_from_slice(&T::from_start(t)[o * stride..][..*len]);
             at += len;
         }
     });
-    flex(out, &out_shape)
+    T::tensor(out, &out_shape)
 }
 
 fn cat_tracked(ts: Vec<AdFlexTensor>, dim: usize) -> AdFlexTensor {
@@ -150,12 +332,13 @@ fn cat_n<const N: usize>(ts: Vec<AdFlexTensor>, dim: usize) -> AdFlexTensor {
     );
     let sizes: [usize; N] = std::array::from_fn(|i| shape(&ts[i].primitive)[dim]);
     let nodes: [_; N] = std::array::from_fn(|i| ts[i].node.clone());
+    let dtype = out.dtype();
     match CatBackward::<N>
         .prepare::<NoCheckpointing>(nodes)
         .compute_bound()
         .stateful()
     {
-        OpsKind::Tracked(prep) => prep.finish((sizes, dim), out),
+        OpsKind::Tracked(prep) => prep.finish((sizes, dim, dtype), out),
         OpsKind::UnTracked(prep) => prep.finish(out),
     }
 }
@@ -164,31 +347,36 @@ fn cat_n<const N: usize>(ts: Vec<AdFlexTensor>, dim: usize) -> AdFlexTensor {
 struct CatBackward<const N: usize>;
 
 impl<const N: usize> Backward<Flex, N> for CatBackward<N> {
-    /// Each input's size along the dimension, and the dimension.
-    type State = ([usize; N], usize);
+    /// Each input's size along the dimension, the dimension, and the inputs' float type.
+    type State = ([usize; N], usize, DType);
 
     fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (sizes, dim) = ops.state;
-        let (dout, stride, _) = runs(&grads.consume::<Flex>(&ops.node), dim);
+        let (sizes, dim, dtype) = ops.state;
+        let dout = in_dtype(grads.consume::<Flex>(&ops.node), dtype);
+        let (dout, stride, _) = runs(&dout, dim);
         let mut grad_shape = shape(&dout);
         let outer: usize = grad_shape[..dim].iter().product();
         let inner: usize = grad_shape[dim + 1..].iter().product();
-        let dout = f32s_from_start(&dout);
         let mut first = 0;
         for (node, size) in ops.parents.into_iter().zip(sizes) {
             let (start, len) = (first * inner, size * inner);
             first += size;
             let Some(node) = node else { continue };
-            let (grad, _) = par_vec(outer * len, len, |o, g| {
-                g.copy_from_slice(&dout[o * stride + start..][..len])
-            });
             grad_shape[dim] = size;
-            grads.register::<Flex>(node.id, flex(grad, &grad_shape));
+            let grad = with_elem!(dtype, T => {
+                let dout = T::from_start(&dout);
+                let (grad, _) = par_vec_of(outer * len, len, T::ZERO, |o, g| {
+                    g.copy_from_slice(&dout[o * stride + start..][..len])
+                });
+                T::tensor(grad, &grad_shape)
+            });
+            grads.register::<Flex>(node.id, grad);
         }
     }
 }
 
-/// `a + b` for two 4-D burn-flex `f32` tensors of one shape; `Err` hands them back.
+/// `a + b` for two 4-D burn-flex tensors of one shape and one float type (`f32`, `f16` or `bf16`); `Err` hands
+/// them back.
 pub fn try_add<B: Backend>(
     a: Tensor<B, 4>,
     b: Tensor<B, 4>,
@@ -205,12 +393,13 @@ pub fn try_add<B: Backend>(
         }
     };
     let out = add_forward(&a.primitive, &b.primitive);
+    let dtype = out.dtype();
     let out = match AddBackward
         .prepare::<NoCheckpointing>([a.node.clone(), b.node.clone()])
         .compute_bound()
         .stateful()
     {
-        OpsKind::Tracked(prep) => prep.finish((), out),
+        OpsKind::Tracked(prep) => prep.finish(dtype, out),
         OpsKind::UnTracked(prep) => prep.finish(out),
     };
     Ok(ad_to_b(out))
@@ -223,35 +412,39 @@ fn two<T>(ts: Vec<T>) -> [T; 2] {
 }
 
 fn add_forward(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
+    with_elem!(a.dtype(), T => add_forward_of::<T>(a, b))
+}
+
+fn add_forward_of<T: Elem>(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
     let shape = dims(a);
     let [batch, c, h, w] = shape;
     let n = c * h * w;
     let (a, sa) = batch_strided(a);
     let (b, sb) = batch_strided(b);
-    let (a, b) = (f32s_from_start(&a), f32s_from_start(&b));
-    let (out, _) = par_vec(batch * n, n, |i, o| {
-        for ((o, x), y) in o.iter_mut().zip(&a[i * sa..][..n]).zip(&b[i * sb..][..n]) {
-            *o = x + y;
-        }
+    let (a, b) = (T::from_start(&a), T::from_start(&b));
+    let (out, _) = par_vec_of(batch * n, n, T::ZERO, |i, o| {
+        T::add(&a[i * sa..][..n], &b[i * sb..][..n], o)
     });
-    flex(out, &shape)
+    T::tensor(out, &shape)
 }
 
 #[derive(Debug)]
 struct AddBackward;
 
 impl Backward<Flex, 2> for AddBackward {
-    type State = ();
+    /// The inputs' float type.
+    type State = DType;
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let dout = grads.consume::<Flex>(&ops.node);
+        let dout = in_dtype(grads.consume::<Flex>(&ops.node), ops.state);
         for node in ops.parents.into_iter().flatten() {
             grads.register::<Flex>(node.id, dout.clone());
         }
     }
 }
 
-/// Nearest-neighbour upsampling by an integer factor `f` of a 4-D burn-flex `f32` tensor; `Err` hands it back.
+/// Nearest-neighbour upsampling by an integer factor `f` of a 4-D burn-flex tensor (`f32`, `f16` or `bf16`);
+/// `Err` hands it back.
 pub fn try_upsample<B: Backend>(x: Tensor<B, 4>, f: usize) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
     if f == 0 {
         return Err(x);
@@ -262,12 +455,13 @@ pub fn try_upsample<B: Backend>(x: Tensor<B, 4>, f: usize) -> Result<Tensor<B, 4
             let x = ts.remove(0);
             let shape = dims(&x.primitive);
             let out = upsample_forward(&x.primitive, f);
+            let dtype = out.dtype();
             let out = match UpsampleBackward
                 .prepare::<NoCheckpointing>([x.node.clone()])
                 .compute_bound()
                 .stateful()
             {
-                OpsKind::Tracked(prep) => prep.finish((shape, f), out),
+                OpsKind::Tracked(prep) => prep.finish((shape, f, dtype), out),
                 OpsKind::UnTracked(prep) => prep.finish(out),
             };
             Ok(ad_to_b(out))
@@ -278,11 +472,15 @@ pub fn try_upsample<B: Backend>(x: Tensor<B, 4>, f: usize) -> Result<Tensor<B, 4
 
 /// Each input pixel repeated `f` times along the row, each row `f` times; planes in parallel.
 fn upsample_forward(x: &FlexTensor, f: usize) -> FlexTensor {
+    with_elem!(x.dtype(), T => upsample_forward_of::<T>(x, f))
+}
+
+fn upsample_forward_of<T: Elem>(x: &FlexTensor, f: usize) -> FlexTensor {
     let [batch, c, h, w] = dims(x);
     let (x, stride) = batch_strided(x);
-    let x = f32s_from_start(&x);
+    let x = T::from_start(&x);
     let (plane_in, plane_out) = (h * w, h * f * w * f);
-    let (out, _) = par_vec(batch * c * plane_out, plane_out, |p, dst| {
+    let (out, _) = par_vec_of(batch * c * plane_out, plane_out, T::ZERO, |p, dst| {
         // a plane exists only if c > 0
         let src = &x[(p / c) * stride + (p % c) * plane_in..][..plane_in];
         for (row, out_rows) in src
@@ -298,38 +496,53 @@ fn upsample_forward(x: &FlexTensor, f: usize) -> FlexTensor {
             }
         }
     });
-    flex(out, &[batch, c, h * f, w * f])
+    T::tensor(out, &[batch, c, h * f, w * f])
 }
 
 #[derive(Debug)]
 struct UpsampleBackward;
 
 impl Backward<Flex, 1> for UpsampleBackward {
-    /// The input's shape and the factor.
-    type State = ([usize; 4], usize);
+    /// The input's shape, the factor, and the input's float type.
+    type State = ([usize; 4], usize, DType);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let ([batch, c, h, w], f) = ops.state;
-        let (dout, stride) = batch_strided(&grads.consume::<Flex>(&ops.node));
+        let (shape, f, dtype) = ops.state;
+        let dout = in_dtype(grads.consume::<Flex>(&ops.node), dtype);
         let Some(node) = ops.parents.into_iter().flatten().next() else {
             return;
         };
-        let dout = f32s_from_start(&dout);
-        let (plane_in, plane_out) = (h * w, h * f * w * f);
-        // each input pixel's gradient is the sum of its f×f block, added row by row (onto par_vec's zeros)
-        let (dx, _) = par_vec(batch * c * plane_in, plane_in, |p, g| {
-            let src = &dout[(p / c) * stride + (p % c) * plane_out..][..plane_out];
+        let dx = with_elem!(dtype, T => upsample_backward_of::<T>(&dout, shape, f));
+        grads.register::<Flex>(node.id, dx);
+    }
+}
+
+/// Each input pixel's gradient: the sum of its f×f block of `dout`, in `f32` (added row by row onto zeros),
+/// rounded once in a half type; planes in parallel.
+fn upsample_backward_of<T: Elem>(
+    dout: &FlexTensor,
+    [batch, c, h, w]: [usize; 4],
+    f: usize,
+) -> FlexTensor {
+    let (dout, stride) = batch_strided(dout);
+    let dout = T::from_start(&dout);
+    let (plane_in, plane_out) = (h * w, h * f * w * f);
+    let (dx, _) = par_vec_of(batch * c * plane_in, plane_in, T::ZERO, |p, g| {
+        let src = &dout[(p / c) * stride + (p % c) * plane_out..][..plane_out];
+        let mut scratch = Vec::new();
+        T::accumulate(g, |g| {
             for (g_row, block) in g
                 .chunks_exact_mut(w.max(1))
                 .zip(src.chunks_exact(w * f * f))
             {
                 for out_row in block.chunks_exact(w * f) {
+                    let out_row = T::widened(out_row, &mut scratch);
                     for (gv, o) in g_row.iter_mut().zip(out_row.chunks_exact(f)) {
                         *gv += o.iter().sum::<f32>();
                     }
                 }
             }
         });
-        grads.register::<Flex>(node.id, flex(dx, &[batch, c, h, w]));
-    }
+    });
+    T::tensor(dx, &[batch, c, h, w])
 }

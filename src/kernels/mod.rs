@@ -11,6 +11,7 @@ pub mod conv;
 mod dot;
 mod flex;
 mod graph;
+pub mod half_gemm;
 mod taps;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -12,7 +12,8 @@
 
 use gemm::Parallelism;
 
-use super::conv::{gemm_strided, ConvGeometry, Strided};
+use super::conv::{matmul, ConvGeometry, Strided};
+use super::half_gemm::Elem;
 
 /// The wide-grid sizes of one convolution group.
 #[derive(Debug, Clone, Copy)]
@@ -71,23 +72,23 @@ pub(super) fn applies(g: &ConvGeometry) -> bool {
 }
 
 /// `xp[c] = x[c]` framed by `pad` zeros, `pitch` wide; then zeroed slack.
-pub(super) fn pad_input(g: &ConvGeometry, wide: &Wide, x: &[f32], xp: &mut [f32]) {
+pub(super) fn pad_input<T: Elem>(g: &ConvGeometry, wide: &Wide, x: &[T], xp: &mut [T]) {
     let [py, px] = g.pad;
     let (h, w) = (g.h, g.w);
     let (planes, tail) = xp.split_at_mut(xp.len() - slack(g));
-    tail.fill(0.0);
+    tail.fill(T::ZERO);
     for (dst, src) in planes
         .chunks_exact_mut(wide.plane)
         .zip(x.chunks_exact(h * w))
     {
         let (top, rest) = dst.split_at_mut(py * wide.pitch);
-        top.fill(0.0);
+        top.fill(T::ZERO);
         let (mid, bottom) = rest.split_at_mut(h * wide.pitch);
-        bottom.fill(0.0);
+        bottom.fill(T::ZERO);
         for (row, src_row) in mid.chunks_exact_mut(wide.pitch).zip(src.chunks_exact(w)) {
-            row[..px].fill(0.0);
+            row[..px].fill(T::ZERO);
             row[px..px + w].copy_from_slice(src_row);
-            row[px + w..].fill(0.0);
+            row[px + w..].fill(T::ZERO);
         }
     }
 }
@@ -124,11 +125,11 @@ pub(super) fn unpad(g: &ConvGeometry, wide: &Wide, dxp: &[f32], dx: &mut [f32]) 
 }
 
 /// `out_wide = Σ_t w[:, :, t] · xp[:, t + p]` for one group: `w_g` is `[cout_g, cin_g·kh·kw]`.
-pub(super) fn forward(
+pub(super) fn forward<T: Elem>(
     g: &ConvGeometry,
     wide: &Wide,
-    w_g: &[f32],
-    xp: &[f32],
+    w_g: &[T],
+    xp: &[T],
     out_wide: &mut [f32],
     par: Parallelism,
 ) {
@@ -143,12 +144,12 @@ pub(super) fn forward(
         // with p < n = oh·pitch; the largest is off + (k−1)·plane + n − 1 ≤ k·plane + kw − 2, within the
         // slack (see `slack`).
         unsafe {
-            gemm_strided(
+            matmul(
                 [m, wide.n, k],
                 Strided::new(out_wide.as_mut_ptr(), wide.n, 1),
                 t > 0,
-                Strided::new(w_g.as_ptr().add(t), kk, taps),
-                Strided::new(xp.as_ptr().add(off), wide.plane, 1),
+                T::src(w_g.as_ptr().add(t), kk, taps),
+                T::src(xp.as_ptr().add(off), wide.plane, 1),
                 par,
             )
         }
@@ -156,10 +157,10 @@ pub(super) fn forward(
 }
 
 /// `dxp[:, t + p] += w[:, :, t]ᵀ · dy_wide` over the taps, into a zeroed padded gradient `dxp`.
-pub(super) fn backward_input(
+pub(super) fn backward_input<T: Elem>(
     g: &ConvGeometry,
     wide: &Wide,
-    w_g: &[f32],
+    w_g: &[T],
     dy_wide: &[f32],
     dxp: &mut [f32],
     par: Parallelism,
@@ -175,12 +176,12 @@ pub(super) fn backward_input(
         // never alias because n < plane. lhs element (ci, co) is w_g[co·kk + ci·taps + t]; rhs (co, p) is
         // dy_wide[co·n + p].
         unsafe {
-            gemm_strided(
+            matmul(
                 [k, wide.n, m],
                 Strided::new(dxp.as_mut_ptr().add(off), wide.plane, 1),
                 true,
-                Strided::new(w_g.as_ptr().add(t), taps, kk),
-                Strided::new(dy_wide.as_ptr(), wide.n, 1),
+                T::src(w_g.as_ptr().add(t), taps, kk),
+                f32::src(dy_wide.as_ptr(), wide.n, 1),
                 par,
             )
         }
@@ -189,10 +190,10 @@ pub(super) fn backward_input(
 
 /// `dw[:, :, t] (+)= dy_wide · xp[:, t + p]ᵀ` for one group and image. The junk columns of `dy_wide` are zero,
 /// so what the taps read there adds nothing.
-pub(super) fn backward_weight(
+pub(super) fn backward_weight<T: Elem>(
     g: &ConvGeometry,
     wide: &Wide,
-    xp: &[f32],
+    xp: &[T],
     dy_wide: &[f32],
     dw_g: &mut [f32],
     accumulate: bool,
@@ -207,12 +208,12 @@ pub(super) fn backward_weight(
         // SAFETY: dst element (co, ci) is dw_g[co·kk + ci·taps + t] < m·kk; lhs (co, p) is dy_wide[co·n + p];
         // rhs (p, ci) is xp[off + ci·plane + p], bounded as in `forward`.
         unsafe {
-            gemm_strided(
+            matmul(
                 [m, k, wide.n],
                 Strided::new(dw_g.as_mut_ptr().add(t), kk, taps),
                 accumulate,
-                Strided::new(dy_wide.as_ptr(), wide.n, 1),
-                Strided::new(xp.as_ptr().add(off), 1, wide.plane),
+                f32::src(dy_wide.as_ptr(), wide.n, 1),
+                T::src(xp.as_ptr().add(off), 1, wide.plane),
                 par,
             )
         }

@@ -1,0 +1,714 @@
+//! `dst (+)= lhs · rhs` with `f32`, `bf16` or `f16` operands (any mix) and `f32` accumulation: the conv
+//! kernels' GEMM for half-precision tensors.
+//!
+//! Why our own: the `gemm` crate has no `bf16` type, and its `f16` GEMM widens while packing and writes an `f16`
+//! result (no `f32` output for BatchNorm's statistics, no `f32` accumulation across the tap GEMMs). Widening
+//! whole tensors at the op's boundary and multiplying in `f32` ran bf16 at 0.57–0.74× of our fp32
+//! (docs/benchmarks.md). Here the operands stay in their own type in memory and are converted while they are
+//! packed, one cache-sized block at a time, and the multiplication runs in one of two micro-kernels:
+//!
+//! - [`Compute::Bf16Dot`] (AVX512_BF16, Zen 4 and Intel Cooper Lake / Sapphire Rapids): both operands rounded
+//!   to `bf16` (nearest even) and packed in `VDPBF16PS`'s pair layout, each instruction 32 products summed
+//!   into 16 `f32` lanes, twice an `f32` FMA's work. The rounding is exactly what `torch.autocast`'s bf16 conv
+//!   does to its `f32` inputs. Like every `VDPBF16PS` user, subnormal inputs count as zero.
+//! - [`Compute::F32Fma`] (AVX-512F): both operands widened to `f32` (F16C's `VCVTPH2PS` for `f16`) and
+//!   multiplied with FMAs. This is the `f16` path on CPUs without AVX512-FP16 (no `f16` arithmetic at all),
+//!   and the `bf16` path on AVX-512 CPUs without AVX512_BF16: the values are the tensors' own, so the result
+//!   is the `f32` product of the half inputs.
+//!
+//! Where AMX is present (`amx-bf16`, `amx-fp16`: Sapphire Rapids, Granite Rapids) a third micro-kernel would
+//! take [`Compute`]'s place with tiles of the same pair layout (AMX's `TDPBF16PS` reads `B` exactly as packed
+//! here, 16 rows of 32 `bf16`); none of our machines has AMX, so it is not written. Without AVX-512 the flex
+//! layer widens at the op boundary and calls `gemm` (`available` is false).
+//!
+//! Layout: BLIS's loops. `rhs` is packed in `NC × KC` blocks of `NR`-column panels, `lhs` in `MC × KC` blocks of
+//! `MR`-row panels, and an `MR × NR` tile of `dst` is accumulated in registers over one `KC` block.
+
+use gemm::Parallelism;
+use half::{bf16, f16};
+
+use super::conv::Strided;
+
+/// Rows of a register tile.
+const MR: usize = 8;
+/// Columns of a register tile: two 16-lane vectors.
+const NR: usize = 32;
+/// Depth of a packed block, in `k` elements (even). A `bf16` rhs panel is `KC · NR · 2` bytes: 24 KiB, so it
+/// stays in the 32 KiB L1 while the `lhs` panels stream past it from L2.
+const KC_BF16: usize = 384;
+/// The same for `f32` panels (`KC · NR · 4` bytes).
+const KC_F32: usize = 192;
+/// Rows of a packed `lhs` block (in L2).
+const MC: usize = 128;
+/// Columns of a packed `rhs` block.
+const NC: usize = 1536;
+
+/// Which micro-kernel multiplies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compute {
+    /// `VDPBF16PS` on `bf16` pairs.
+    Bf16Dot,
+    /// `f32` FMAs on widened operands.
+    F32Fma,
+}
+
+/// Whether any micro-kernel runs on this CPU (AVX-512F and BW).
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether [`Compute::Bf16Dot`] runs on this CPU.
+pub fn bf16_dot_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        available() && std::arch::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The micro-kernel for operands of these types: `bf16` products wherever a `bf16` operand meets no `f16` one
+/// and the CPU has them, `f32` FMAs otherwise (an `f16` value rounded to `bf16` would lose 3 of its bits).
+pub fn compute_for(lhs: &Src, rhs: &Src) -> Compute {
+    let has = |f: fn(&Src) -> bool| f(lhs) || f(rhs);
+    if has(|s| matches!(s, Src::Bf16(_)))
+        && !has(|s| matches!(s, Src::F16(_)))
+        && bf16_dot_available()
+    {
+        Compute::Bf16Dot
+    } else {
+        Compute::F32Fma
+    }
+}
+
+/// An operand in memory, in its own float type.
+#[derive(Clone, Copy)]
+pub enum Src {
+    F32(Strided<*const f32>),
+    Bf16(Strided<*const bf16>),
+    F16(Strided<*const f16>),
+}
+
+// SAFETY: `Src` is a read-only view; callers of `gemm` guarantee the memory outlives the call and is not
+// written meanwhile, so sharing it across the GEMM's threads is sound.
+unsafe impl Send for Src {}
+unsafe impl Sync for Src {}
+
+/// The float types an operand may have.
+pub trait Elem: Copy + Send + Sync + 'static {
+    const ZERO: Self;
+    fn src(ptr: *const Self, row: usize, col: usize) -> Src;
+}
+
+impl Elem for f32 {
+    const ZERO: Self = 0.0;
+    fn src(ptr: *const Self, row: usize, col: usize) -> Src {
+        Src::F32(Strided::new(ptr, row, col))
+    }
+}
+
+impl Elem for bf16 {
+    const ZERO: Self = bf16::ZERO;
+    fn src(ptr: *const Self, row: usize, col: usize) -> Src {
+        Src::Bf16(Strided::new(ptr, row, col))
+    }
+}
+
+impl Elem for f16 {
+    const ZERO: Self = f16::ZERO;
+    fn src(ptr: *const Self, row: usize, col: usize) -> Src {
+        Src::F16(Strided::new(ptr, row, col))
+    }
+}
+
+impl Src {
+    /// Element `(i, j)` as `f32`.
+    ///
+    /// # Safety
+    /// `(i, j)` lies in the operand.
+    #[inline(always)]
+    unsafe fn f32_at(&self, i: usize, j: usize) -> f32 {
+        // SAFETY: the caller's.
+        unsafe {
+            match self {
+                Src::F32(s) => *s.ptr.add(i * s.row + j * s.col),
+                Src::Bf16(s) => (*s.ptr.add(i * s.row + j * s.col)).to_f32(),
+                Src::F16(s) => (*s.ptr.add(i * s.row + j * s.col)).to_f32(),
+            }
+        }
+    }
+
+    /// Element `(i, j)` rounded to `bf16` (nearest even), as bits.
+    ///
+    /// # Safety
+    /// `(i, j)` lies in the operand.
+    #[inline(always)]
+    unsafe fn bf16_at(&self, i: usize, j: usize) -> u16 {
+        // SAFETY: the caller's.
+        unsafe {
+            match self {
+                Src::Bf16(s) => (*s.ptr.add(i * s.row + j * s.col)).to_bits(),
+                _ => bf16::from_f32(self.f32_at(i, j)).to_bits(),
+            }
+        }
+    }
+
+    /// Whether the elements of a row are adjacent.
+    fn rows_contiguous(&self) -> bool {
+        match self {
+            Src::F32(s) => s.col == 1,
+            Src::Bf16(s) => s.col == 1,
+            Src::F16(s) => s.col == 1,
+        }
+    }
+}
+
+/// `dst (+)= lhs · rhs` (`m × k` times `k × n`), overwriting `dst` unless `accumulate`.
+///
+/// # Safety
+/// As `conv::gemm_strided`: every element the shapes and strides address lies in its operand's allocation, and
+/// `dst`'s elements are distinct and overlap neither operand. [`available`] must be true.
+pub unsafe fn gemm(
+    compute: Compute,
+    [m, n, k]: [usize; 3],
+    dst: Strided<*mut f32>,
+    accumulate: bool,
+    lhs: Src,
+    rhs: Src,
+    par: Parallelism,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let threads = match par {
+        Parallelism::Rayon(t) if n >= 2 * NR => t.max(1),
+        _ => 1,
+    };
+    let dst = SendPtr(dst);
+    let run = |cols: std::ops::Range<usize>| {
+        // SAFETY: each run writes only its own columns of `dst`; the rest is the caller's contract.
+        unsafe { gemm_cols(compute, [m, n, k], cols, dst.get(), accumulate, lhs, rhs) }
+    };
+    if threads == 1 {
+        run(0..n);
+    } else {
+        let per = n.div_ceil(threads).div_ceil(NR) * NR;
+        rayon::scope(|s| {
+            for t in 0..threads {
+                let cols = (t * per).min(n)..((t + 1) * per).min(n);
+                if !cols.is_empty() {
+                    s.spawn(move |_| run(cols));
+                }
+            }
+        });
+    }
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(Strided<*mut f32>);
+// SAFETY: the runs of one `gemm` write disjoint columns.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    /// A method call, so that closures capture the whole `Send` wrapper rather than its raw field.
+    fn get(&self) -> Strided<*mut f32> {
+        self.0
+    }
+}
+
+thread_local! {
+    static PACK_A: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static PACK_B: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// [`gemm`] for the columns `cols` of `dst`, on this thread.
+unsafe fn gemm_cols(
+    compute: Compute,
+    [m, _n, k]: [usize; 3],
+    cols: std::ops::Range<usize>,
+    dst: Strided<*mut f32>,
+    accumulate: bool,
+    lhs: Src,
+    rhs: Src,
+) {
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m {
+                for j in cols.clone() {
+                    // SAFETY: (i, j) is in dst.
+                    unsafe { *dst.ptr.add(i * dst.row + j * dst.col) = 0.0 };
+                }
+            }
+        }
+        return;
+    }
+    let kc = match compute {
+        Compute::Bf16Dot => KC_BF16,
+        Compute::F32Fma => KC_F32,
+    };
+    // One packed element (u32) holds a bf16 pair or an f32.
+    let per_k = match compute {
+        Compute::Bf16Dot => 2,
+        Compute::F32Fma => 1,
+    };
+    PACK_A.with(|pa| {
+        PACK_B.with(|pb| {
+            let (mut pa, mut pb) = (pa.borrow_mut(), pb.borrow_mut());
+            let a_len = MC.div_ceil(MR) * MR * kc / per_k;
+            let b_len = NC.div_ceil(NR) * NR * kc / per_k;
+            if pa.len() < a_len {
+                pa.resize(a_len, 0);
+            }
+            if pb.len() < b_len {
+                pb.resize(b_len, 0);
+            }
+            let mut j0 = cols.start;
+            while j0 < cols.end {
+                let nc = NC.min(cols.end - j0);
+                let mut p0 = 0;
+                while p0 < k {
+                    let kb = kc.min(k - p0);
+                    let steps = kb.div_ceil(per_k);
+                    // SAFETY: the block lies in rhs; pb holds NC/NR panels of `steps · NR` words.
+                    unsafe { pack_b(compute, &rhs, p0, kb, j0, nc, &mut pb) };
+                    let load = accumulate || p0 > 0;
+                    let mut i0 = 0;
+                    while i0 < m {
+                        let mc = MC.min(m - i0);
+                        // SAFETY: as for pack_b.
+                        unsafe { pack_a(compute, &lhs, i0, mc, p0, kb, &mut pa) };
+                        for (jp, jr) in (0..nc).step_by(NR).enumerate() {
+                            let b = pb[jp * steps * NR..].as_ptr();
+                            for (ip, ir) in (0..mc).step_by(MR).enumerate() {
+                                let a = pa[ip * steps * MR..].as_ptr();
+                                let tile = Tile {
+                                    ptr: dst.ptr.add((i0 + ir) * dst.row + (j0 + jr) * dst.col),
+                                    row: dst.row,
+                                    col: dst.col,
+                                    rows: MR.min(mc - ir),
+                                    cols: NR.min(nc - jr),
+                                    load,
+                                };
+                                // SAFETY: the panels hold `steps` packed steps; the tile lies in dst.
+                                unsafe { kernel(compute, steps, a, b, tile) };
+                            }
+                        }
+                        i0 += mc;
+                    }
+                    p0 += kb;
+                }
+                j0 += nc;
+            }
+        })
+    });
+}
+
+/// Where a register tile goes: `rows × cols` elements of `dst` from `ptr`, added to what is there when `load`.
+#[derive(Clone, Copy)]
+struct Tile {
+    ptr: *mut f32,
+    row: usize,
+    col: usize,
+    rows: usize,
+    cols: usize,
+    load: bool,
+}
+
+/// Packs `lhs[i0..i0+mc, p0..p0+kb]` into `MR`-row panels: word `(panel, step, r)` at
+/// `panel·steps·MR + step·MR + r`. A `bf16` word is the pair `(k = 2·step, 2·step + 1)`, the first in the low
+/// half; rows and depths past the block are zero.
+unsafe fn pack_a(
+    compute: Compute,
+    lhs: &Src,
+    i0: usize,
+    mc: usize,
+    p0: usize,
+    kb: usize,
+    out: &mut [u32],
+) {
+    let per_k = if compute == Compute::Bf16Dot { 2 } else { 1 };
+    let steps = kb.div_ceil(per_k);
+    for (ip, ir) in (0..mc).step_by(MR).enumerate() {
+        let panel = &mut out[ip * steps * MR..][..steps * MR];
+        for r in 0..MR {
+            let i = i0 + ir + r;
+            let live = ir + r < mc;
+            for s in 0..steps {
+                // SAFETY: only elements inside the block are read.
+                panel[s * MR + r] = unsafe {
+                    match (live, compute) {
+                        (false, _) => 0,
+                        (true, Compute::F32Fma) => lhs.f32_at(i, p0 + s).to_bits(),
+                        (true, Compute::Bf16Dot) => {
+                            let lo = lhs.bf16_at(i, p0 + 2 * s);
+                            let hi = if 2 * s + 1 < kb {
+                                lhs.bf16_at(i, p0 + 2 * s + 1)
+                            } else {
+                                0
+                            };
+                            u32::from(lo) | (u32::from(hi) << 16)
+                        }
+                    }
+                };
+            }
+        }
+    }
+}
+
+/// Packs `rhs[p0..p0+kb, j0..j0+nc]` into `NR`-column panels: word `(panel, step, c)` at
+/// `panel·steps·NR + step·NR + c`, pairs as in [`pack_a`]; columns and depths past the block are zero.
+unsafe fn pack_b(
+    compute: Compute,
+    rhs: &Src,
+    p0: usize,
+    kb: usize,
+    j0: usize,
+    nc: usize,
+    out: &mut [u32],
+) {
+    let per_k = if compute == Compute::Bf16Dot { 2 } else { 1 };
+    let steps = kb.div_ceil(per_k);
+    for (jp, jr) in (0..nc).step_by(NR).enumerate() {
+        let panel = &mut out[jp * steps * NR..][..steps * NR];
+        let width = NR.min(nc - jr);
+        #[cfg(target_arch = "x86_64")]
+        if width == NR && rhs.rows_contiguous() {
+            // SAFETY: the panel's NR columns and kb rows lie in rhs; AVX-512F/BW are present (`available`).
+            unsafe { x86::pack_rows(compute, rhs, p0, kb, j0 + jr, panel) };
+            continue;
+        }
+        // Row pairs of a transposed operand (the weight gradient's im2col read as `colᵀ`) are adjacent
+        // in memory: read them as one.
+        for s in 0..steps {
+            let words = &mut panel[s * NR..][..NR];
+            for (c, word) in words.iter_mut().enumerate() {
+                let j = j0 + jr + c;
+                // SAFETY: only elements inside the block are read.
+                *word = unsafe {
+                    match (c < width, compute) {
+                        (false, _) => 0,
+                        (true, Compute::F32Fma) => rhs.f32_at(p0 + s, j).to_bits(),
+                        (true, Compute::Bf16Dot) => {
+                            let lo = rhs.bf16_at(p0 + 2 * s, j);
+                            let hi = if 2 * s + 1 < kb {
+                                rhs.bf16_at(p0 + 2 * s + 1, j)
+                            } else {
+                                0
+                            };
+                            u32::from(lo) | (u32::from(hi) << 16)
+                        }
+                    }
+                };
+            }
+        }
+    }
+}
+
+/// One register tile over `steps` packed steps.
+unsafe fn kernel(compute: Compute, steps: usize, a: *const u32, b: *const u32, tile: Tile) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the caller's; `gemm` runs only where `available` (and for Bf16Dot, `bf16_dot_available`).
+    unsafe {
+        let acc = match compute {
+            Compute::Bf16Dot => x86::tile_bf16(steps, a, b),
+            Compute::F32Fma => x86::tile_f32(steps, a, b),
+        };
+        x86::store(acc, tile);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (compute, steps, a, b, tile);
+        unreachable!("`available` is false off x86_64");
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{Compute, Src, Tile, MR, NR};
+
+    /// The accumulators of one tile: `MR` rows of two 16-lane vectors.
+    pub(super) type Acc = [[__m512; 2]; MR];
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn tile_bf16(steps: usize, a: *const u32, b: *const u32) -> Acc {
+        let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+        for s in 0..steps {
+            // SAFETY: the panels hold `steps · NR` and `steps · MR` words.
+            unsafe {
+                let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(s * NR).cast()));
+                let b1: __m512bh =
+                    std::mem::transmute(_mm512_loadu_si512(b.add(s * NR + 16).cast()));
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let av: __m512bh =
+                        std::mem::transmute(_mm512_set1_epi32(*a.add(s * MR + r) as i32));
+                    row[0] = _mm512_dpbf16_ps(row[0], av, b0);
+                    row[1] = _mm512_dpbf16_ps(row[1], av, b1);
+                }
+            }
+        }
+        acc
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn tile_f32(steps: usize, a: *const u32, b: *const u32) -> Acc {
+        let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+        for s in 0..steps {
+            // SAFETY: as in `tile_bf16`.
+            unsafe {
+                let b0 = _mm512_loadu_ps(b.add(s * NR).cast());
+                let b1 = _mm512_loadu_ps(b.add(s * NR + 16).cast());
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let av = _mm512_set1_ps(f32::from_bits(*a.add(s * MR + r)));
+                    row[0] = _mm512_fmadd_ps(av, b0, row[0]);
+                    row[1] = _mm512_fmadd_ps(av, b1, row[1]);
+                }
+            }
+        }
+        acc
+    }
+
+    /// Writes (or adds) the tile's live rows and columns into `dst`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn store(acc: Acc, t: Tile) {
+        for (r, row) in acc.iter().enumerate().take(t.rows) {
+            // SAFETY: the tile's rows × cols elements lie in dst.
+            unsafe {
+                let base = t.ptr.add(r * t.row);
+                if t.col == 1 {
+                    for (v, lanes) in row.iter().enumerate() {
+                        let live = t.cols.saturating_sub(16 * v).min(16);
+                        if live == 0 {
+                            break;
+                        }
+                        let mask: __mmask16 = if live == 16 { !0 } else { (1u16 << live) - 1 };
+                        let p = base.add(16 * v);
+                        let value = if t.load {
+                            _mm512_add_ps(*lanes, _mm512_maskz_loadu_ps(mask, p))
+                        } else {
+                            *lanes
+                        };
+                        _mm512_mask_storeu_ps(p, mask, value);
+                    }
+                } else {
+                    let mut vals = [0.0f32; 32];
+                    _mm512_storeu_ps(vals.as_mut_ptr(), row[0]);
+                    _mm512_storeu_ps(vals.as_mut_ptr().add(16), row[1]);
+                    for (c, v) in vals.iter().enumerate().take(t.cols) {
+                        let p = base.add(c * t.col);
+                        *p = if t.load { *p + v } else { *v };
+                    }
+                }
+            }
+        }
+    }
+
+    /// Pair-interleaves 32 bf16 of row `r0` with 32 of row `r1` (each zmm of 32 u16): the low 16 columns'
+    /// pairs, then the high 16's.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn interleave(r0: __m512i, r1: __m512i) -> (__m512i, __m512i) {
+        let lo = _mm512_set_epi16(
+            47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8, 39, 7, 38, 6, 37, 5, 36,
+            4, 35, 3, 34, 2, 33, 1, 32, 0,
+        );
+        let hi = _mm512_set_epi16(
+            63, 31, 62, 30, 61, 29, 60, 28, 59, 27, 58, 26, 57, 25, 56, 24, 55, 23, 54, 22, 53, 21,
+            52, 20, 51, 19, 50, 18, 49, 17, 48, 16,
+        );
+        (
+            _mm512_permutex2var_epi16(r0, lo, r1),
+            _mm512_permutex2var_epi16(r0, hi, r1),
+        )
+    }
+
+    /// 32 values of one row from `(i, j)` as bf16 bits (zero when `i` is past the block: `live` false).
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    unsafe fn row_bf16(src: &Src, i: usize, j: usize, live: bool) -> __m512i {
+        if !live {
+            return _mm512_setzero_si512();
+        }
+        // SAFETY: the caller's: 32 elements from (i, j) lie in the row.
+        unsafe {
+            match src {
+                Src::Bf16(s) => _mm512_loadu_si512(s.ptr.add(i * s.row + j).cast()),
+                Src::F32(s) => {
+                    let p = s.ptr.add(i * s.row + j);
+                    let pair = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(p.add(16)), _mm512_loadu_ps(p));
+                    std::mem::transmute::<__m512bh, __m512i>(pair)
+                }
+                Src::F16(s) => {
+                    let p = s.ptr.add(i * s.row + j);
+                    let lo = _mm512_cvtph_ps(_mm256_loadu_si256(p.cast()));
+                    let hi = _mm512_cvtph_ps(_mm256_loadu_si256(p.add(16).cast()));
+                    std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo))
+                }
+            }
+        }
+    }
+
+    /// 16 values of one row from `(i, j)` as f32.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn row_f32(src: &Src, i: usize, j: usize) -> __m512 {
+        // SAFETY: the caller's: 16 elements from (i, j) lie in the row.
+        unsafe {
+            match src {
+                Src::F32(s) => _mm512_loadu_ps(s.ptr.add(i * s.row + j)),
+                Src::Bf16(s) => {
+                    let h = _mm256_loadu_si256(s.ptr.add(i * s.row + j).cast());
+                    _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+                }
+                Src::F16(s) => _mm512_cvtph_ps(_mm256_loadu_si256(s.ptr.add(i * s.row + j).cast())),
+            }
+        }
+    }
+
+    /// A full `NR`-column panel of `rhs[p0..p0+kb, j..j+NR]`, rows contiguous, with vector loads.
+    pub(super) unsafe fn pack_rows(
+        compute: Compute,
+        rhs: &Src,
+        p0: usize,
+        kb: usize,
+        j: usize,
+        panel: &mut [u32],
+    ) {
+        // SAFETY: the caller's.
+        unsafe {
+            match compute {
+                Compute::Bf16Dot => pack_rows_bf16(rhs, p0, kb, j, panel),
+                Compute::F32Fma => pack_rows_f32(rhs, p0, kb, j, panel),
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    unsafe fn pack_rows_bf16(rhs: &Src, p0: usize, kb: usize, j: usize, panel: &mut [u32]) {
+        for s in 0..kb.div_ceil(2) {
+            // SAFETY: rows p0 + 2s (and p0 + 2s + 1 when inside the block) hold NR elements from j.
+            unsafe {
+                let r0 = row_bf16(rhs, p0 + 2 * s, j, true);
+                let r1 = row_bf16(rhs, p0 + 2 * s + 1, j, 2 * s + 1 < kb);
+                let (lo, hi) = interleave(r0, r1);
+                let out = panel.as_mut_ptr().add(s * NR);
+                _mm512_storeu_si512(out.cast(), lo);
+                _mm512_storeu_si512(out.add(16).cast(), hi);
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn pack_rows_f32(rhs: &Src, p0: usize, kb: usize, j: usize, panel: &mut [u32]) {
+        for s in 0..kb {
+            // SAFETY: row p0 + s holds NR elements from j.
+            unsafe {
+                let out = panel.as_mut_ptr().add(s * NR).cast::<f32>();
+                _mm512_storeu_ps(out, row_f32(rhs, p0 + s, j));
+                _mm512_storeu_ps(out.add(16), row_f32(rhs, p0 + s, j + 16));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(i: usize, seed: usize) -> f32 {
+        ((i * 7919 + seed * 104_729) % 2003) as f32 / 1001.0 - 1.0
+    }
+
+    /// Every micro-kernel and packing path (row-contiguous and transposed operands, each float type, partial
+    /// tiles on both edges, odd depths, several blocks, both write modes) against an `f64` product of the
+    /// values the kernel multiplies (rounded to bf16 first in `Bf16Dot`).
+    #[test]
+    fn products_match_f64() {
+        if !available() {
+            eprintln!("no AVX-512 here: the half GEMM never runs");
+            return;
+        }
+        let mut computes = vec![Compute::F32Fma];
+        if bf16_dot_available() {
+            computes.push(Compute::Bf16Dot);
+        }
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (9, 33, 7),
+            (17, 70, 401),
+            (130, 45, 800),
+            (8, 32, 2),
+        ] {
+            let a: Vec<f32> = (0..m * k).map(|i| value(i, 1)).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| value(i, 2)).collect();
+            let a16: Vec<bf16> = a.iter().map(|v| bf16::from_f32(*v)).collect();
+            let bh: Vec<f16> = b.iter().map(|v| f16::from_f32(*v)).collect();
+            for &compute in &computes {
+                for transposed in [false, true] {
+                    for accumulate in [false, true] {
+                        let lhs = Src::Bf16(Strided::new(a16.as_ptr(), k, 1));
+                        // b as k × n, or stored n × k and read transposed.
+                        let bt: Vec<f32> = (0..n * k).map(|x| b[(x % k) * n + x / k]).collect();
+                        let rhs = if transposed {
+                            Src::F32(Strided::new(bt.as_ptr(), 1, k))
+                        } else {
+                            Src::F32(Strided::new(b.as_ptr(), n, 1))
+                        };
+                        let rhs = if compute == Compute::F32Fma && !transposed {
+                            Src::F16(Strided::new(bh.as_ptr(), n, 1))
+                        } else {
+                            rhs
+                        };
+                        let round = |v: f32| match compute {
+                            Compute::Bf16Dot => f64::from(bf16::from_f32(v).to_f32()),
+                            Compute::F32Fma => f64::from(v),
+                        };
+                        let b_val = |p: usize, j: usize| match (compute, transposed) {
+                            (Compute::F32Fma, false) => f64::from(bh[p * n + j].to_f32()),
+                            _ => round(b[p * n + j]),
+                        };
+                        let mut c = vec![if accumulate { 0.25 } else { f32::NAN }; m * n];
+                        unsafe {
+                            gemm(
+                                compute,
+                                [m, n, k],
+                                Strided::new(c.as_mut_ptr(), n, 1),
+                                accumulate,
+                                lhs,
+                                rhs,
+                                Parallelism::None,
+                            )
+                        };
+                        for i in 0..m {
+                            for j in 0..n {
+                                let (mut want, mut scale) = (0.0f64, 0.0f64);
+                                for p in 0..k {
+                                    let t = f64::from(a16[i * k + p].to_f32()) * b_val(p, j);
+                                    want += t;
+                                    scale += t.abs();
+                                }
+                                if accumulate {
+                                    want += 0.25;
+                                }
+                                let got = f64::from(c[i * n + j]);
+                                assert!(
+                                    (got - want).abs() <= 1e-6 * (scale + 1.0),
+                                    "{compute:?} t{transposed} a{accumulate} {m}x{n}x{k} ({i},{j}): {got} vs {want}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
