@@ -91,6 +91,8 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--stock", action="store_true", help="also Burn's stock conv blocks (slow)")
+    ap.add_argument("--skip-torch-fp16", action="store_true",
+                    help="leave out torch's fp16 autocast (0.04x of its fp32 on CPUs without AVX512-FP16; slow)")
     ap.add_argument("--torch-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -102,7 +104,7 @@ def main() -> int:
     common = ["--imgsz", str(args.imgsz), "--batch", str(args.batch), "--iters", str(args.iters),
               "--warmup", str(args.warmup)]
     contenders = {}
-    for p in ["fp32", "bf16", "fp16"]:
+    for p in ["fp32", "bf16"] + ([] if args.skip_torch_fp16 else ["fp16"]):
         contenders[f"torch {p}"] = [sys.executable, __file__, "--torch-child", "--precision", p,
                                     "--threads", str(args.threads), *common]
     for p in ["fp32", "bf16", "fp16"]:
@@ -129,14 +131,17 @@ def main() -> int:
     base = med.get("torch fp32", {})
     print(f"conv stack ({macs(args.imgsz) / 1e9:.3f} GMAC/img), imgsz {args.imgsz}, batch {args.batch}, "
           f"{args.threads} threads, median of {args.rounds} rounds x {args.iters} iterations\n")
-    print("| contender | forward GFLOP/s | vs torch fp32 | forward+backward img/s | vs torch fp32 |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| contender | forward GFLOP/s | vs torch fp32 | vs own fp32 | forward+backward img/s | vs torch fp32 "
+          "| vs own fp32 |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, m in med.items():
         if not m:
             continue
-        ratio = lambda k: f"{m[k] / base[k]:.2f}x" if k in base else "n/a"  # noqa: E731
-        print(f"| {name} | {m['forward_gflops']:.1f} | {ratio('forward_gflops')} | {m['train_img_per_s']:.2f} | "
-              f"{ratio('train_img_per_s')} |")
+        own = med.get(name.rsplit(" ", 1)[0] + " fp32", {})
+        ratio = lambda ref, k: f"{m[k] / ref[k]:.2f}x" if k in ref else "n/a"  # noqa: E731
+        print(f"| {name} | {m['forward_gflops']:.1f} | {ratio(base, 'forward_gflops')} | "
+              f"{ratio(own, 'forward_gflops')} | {m['train_img_per_s']:.2f} | {ratio(base, 'train_img_per_s')} | "
+              f"{ratio(own, 'train_img_per_s')} |")
     return 0
 
 

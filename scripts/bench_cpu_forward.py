@@ -12,7 +12,7 @@ and prints a Markdown table of median ms/img and the ratio to torch (>1 means fa
 Example (the command behind docs/benchmarks.md):
   cargo build --release
   python scripts/bench_cpu_forward.py --bin target/release/yolo-burn --threads 1 2 --imgsz 320 640 --stock
-  python scripts/bench_cpu_forward.py --threads 1 2 --imgsz 320 640 --precision fp32 bf16 fp16
+  python scripts/bench_cpu_forward.py --threads 1 2 --imgsz 320 640 --precision fp32 bf16 fp16 --torch-precision fp32 bf16
 Needs torch and ultralytics==8.4.190 for the torch side.
 """
 
@@ -49,7 +49,10 @@ def main() -> int:
     ap.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16", "fp16"],
                     help="precisions to measure on both sides (torch: autocast); ratios are against torch "
                          "in the same precision, and each half row also against our own fp32")
+    ap.add_argument("--torch-precision", nargs="+", default=None, choices=["fp32", "bf16", "fp16"],
+                    help="precisions to measure torch in (default: every --precision)")
     args = ap.parse_args()
+    torch_precisions = args.torch_precision if args.torch_precision is not None else args.precision
 
     print("| imgsz | threads | contender | forward ms/img | vs torch (same precision) | forward+backward ms/img "
           "| vs torch (same precision) | vs yolo-burn fp32 |")
@@ -62,8 +65,9 @@ def main() -> int:
             contenders = {}
             for p in args.precision:
                 tag = "" if p == "fp32" else f" {p}"
-                contenders[f"torch{tag}"] = [sys.executable, str(HERE / "bench_torch_forward.py"), "--threads",
-                                             str(threads), "--warmup", "1", "--precision", p, *shape]
+                if p in torch_precisions:
+                    contenders[f"torch{tag}"] = [sys.executable, str(HERE / "bench_torch_forward.py"), "--threads",
+                                                 str(threads), "--warmup", "1", "--precision", p, *shape]
                 contenders[f"yolo-burn{tag}"] = [*ours, "--backend", "cpu", "--kernels", "fast", "--precision", p]
             if args.stock and imgsz == min(args.imgsz) and threads == max(args.threads):
                 contenders["burn-flex, stock conv blocks"] = [*ours, "--backend", "cpu", "--kernels", "burn"]

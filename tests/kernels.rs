@@ -632,6 +632,14 @@ fn half_kernels_match_an_f64_reference() {
         },
         // one image: the GEMM itself runs in parallel
         ConvGeometry { batch: 1, ..base },
+        // more positions than one packed block of columns (NC = 1536), k = 288 over two depth blocks
+        ConvGeometry {
+            c_in: 32,
+            c_out: 16,
+            h: 40,
+            w: 41,
+            ..base
+        },
         // deep: k = 2304 in the forward, 2 × 100 weight-gradient terms per image
         ConvGeometry {
             c_in: 256,

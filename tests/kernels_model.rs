@@ -158,18 +158,21 @@ fn whole_models_match_burn() {
 
 /// The half-precision model (our kernels on bf16 and f16 tensors: half GEMM operands, f32 accumulation and
 /// BatchNorm, half activations between layers) against Burn's stock f32 model, with Burn's stock half model as
-/// the yardstick: head outputs and every parameter gradient, per tensor,
-/// `max |ours − f32| ≤ 1.5 · max |stock half − f32| + 1e-3 · max |f32| + 1e-4`.
+/// the yardstick: head outputs and every parameter gradient, per tensor, in root-mean-square norm,
+/// `rms(ours − f32) ≤ 1.5 · rms(stock half − f32) + 1e-3 · rms(f32) + 1e-4`.
 ///
 /// Why relative to Burn's half model rather than a fixed bound: each layer rounds its output and its gradient
 /// to the half type (a relative 2^-8 for bf16, 2^-11 for f16), and the training-mode BatchNorm backward of ~60
 /// layers subtracts batch means from those rounded gradients, so the early layers' weight gradients of a random
-/// network keep only what survives the cancellation. Measured (YOLOv8n, 2×3×128×128, seed 7): the worst tensor's
-/// `max |diff| / max |f32|` is 0.50 for our bf16 and 0.73 for Burn's stock bf16 ops, 0.14 and 0.36 for f16; per
-/// tensor ours is at most 1.24× Burn's (most are well below 1×). YOLO11n's worst tensors are gradients that are
-/// zero in exact arithmetic (the attention's key bias), where both sides return rounding noise. A fixed bound loose enough for bf16 would let a
-/// kernel error through; this one fails when our half path is clearly worse than Burn's own half arithmetic,
-/// and `tests/kernels.rs` pins each half kernel to an f64 reference.
+/// network keep only what survives the cancellation. Measured (YOLOv8n, 2×3×128×128, seed 7): the worst
+/// tensor's `rms(diff) / rms(f32)` is 0.44 for our bf16 and 0.59 for Burn's stock bf16 ops, 0.091 and 0.16 for
+/// f16; per tensor ours is at most 1.05× Burn's. YOLO11n's worst tensors are gradients that are zero in exact
+/// arithmetic (the attention's key bias), where both sides return rounding noise. Why RMS: the maximum
+/// difference over a tensor is decided by a few roundings and moved by the summation order alone (ours/Burn's
+/// ranged 1.2–1.6 on the score output between the tap and im2col paths, which compute the same products). A
+/// fixed bound loose enough for bf16 would let a kernel error through; this one fails when our half path is
+/// clearly worse than Burn's own half arithmetic, and `tests/kernels.rs` pins each half kernel to an f64
+/// reference.
 #[test]
 fn half_precision_models_are_no_worse_than_burns_half_ops() {
     for arch in [Arch::Yolov8, Arch::Yolo11] {
@@ -194,15 +197,16 @@ fn half_precision_models_are_no_worse_than_burns_half_ops() {
                 if reference.is_empty() {
                     continue;
                 }
-                let scale = reference
-                    .iter()
-                    .fold(0.0f32, |m, v| m.max(v.abs()))
-                    .max(1e-12);
-                let err = |a: &[f32]| {
-                    a.iter()
-                        .zip(reference)
-                        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
+                // root-mean-square norms: a maximum over thousands of elements is decided by the rounding of a
+                // few, and moves with the summation order alone
+                let rms = |v: &mut dyn Iterator<Item = f32>| {
+                    let (sum, n) = v.fold((0.0f64, 0usize), |(s, n), x| {
+                        (s + f64::from(x).powi(2), n + 1)
+                    });
+                    (sum / n.max(1) as f64).sqrt() as f32
                 };
+                let scale = rms(&mut reference.iter().copied()).max(1e-12);
+                let err = |a: &[f32]| rms(&mut a.iter().zip(reference).map(|(x, y)| x - y));
                 let (e_ours, e_stock) = (err(&ours[i]), err(&stock[i]));
                 worst.0 = worst.0.max(e_ours / scale);
                 worst.1 = worst.1.max(e_stock / scale);
@@ -210,11 +214,11 @@ fn half_precision_models_are_no_worse_than_burns_half_ops() {
                 assert!(
                     e_ours <= 1.5 * e_stock + 1e-3 * scale + 1e-4,
                     "{arch:?} {dtype:?} tensor {i} (0, 1: head outputs, then parameter gradients): \
-                     max |ours − f32| {e_ours:e}, max |stock half − f32| {e_stock:e}, max |f32| {scale:e}"
+                     rms(ours − f32) {e_ours:e}, rms(stock half − f32) {e_stock:e}, rms(f32) {scale:e}"
                 );
             }
             eprintln!(
-                "{arch:?} {dtype:?}: worst max|diff| / max|f32|: ours {:.3e}, Burn's half ops {:.3e}; \
+                "{arch:?} {dtype:?}: worst rms(diff) / rms(f32): ours {:.3e}, Burn's half ops {:.3e}; \
                  worst ours / Burn's {worst_ratio:.2}",
                 worst.0, worst.1
             );

@@ -6,6 +6,7 @@
 //! `half` crate converts slices with F16C where the CPU has it (detected at run time), and rounds to nearest
 //! even as burn-flex does, so the values are the same.
 
+use super::half_slice::HalfSlice;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
@@ -13,7 +14,6 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, FloatDType, Tensor, TensorData};
 use burn_flex::{Flex, FlexTensor};
-use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 
 use super::flex::{cast, f32s, from_primitive, primitive, supported, AdFlexTensor};
@@ -25,10 +25,10 @@ const CHUNK: usize = 1 << 16;
 /// `src` (a half type) widened to `f32`, chunks in parallel.
 fn widen_all<T: Sync>(src: &[T]) -> Vec<f32>
 where
-    [T]: HalfFloatSliceExt,
+    [T]: HalfSlice,
 {
     par_vec(src.len(), CHUNK, |i, out| {
-        src[i * CHUNK..][..out.len()].convert_to_f32_slice(out)
+        src[i * CHUNK..][..out.len()].widen_into(out)
     })
     .0
 }
@@ -36,10 +36,10 @@ where
 /// `values` rounded to a half type (nearest even), chunks in parallel.
 fn narrow_all<T: Copy + Default + Send + Sync>(values: &[f32]) -> Vec<T>
 where
-    [T]: HalfFloatSliceExt,
+    [T]: HalfSlice,
 {
     par_vec_of(values.len(), CHUNK, T::default(), |i, out| {
-        out.convert_from_f32_slice(&values[i * CHUNK..][..out.len()])
+        out.round_from(&values[i * CHUNK..][..out.len()])
     })
     .0
 }
@@ -189,11 +189,11 @@ impl<'a> Floats<'a> {
         match self {
             Floats::F32(v) => f(&v[range]),
             Floats::F16(v) => with_scratch(range.len(), |out| {
-                v[range].convert_to_f32_slice(out);
+                v[range].widen_into(out);
                 f(out)
             }),
             Floats::Bf16(v) => with_scratch(range.len(), |out| {
-                v[range].convert_to_f32_slice(out);
+                v[range].widen_into(out);
                 f(out)
             }),
         }
@@ -231,12 +231,12 @@ pub(super) fn planes_in(
         write: impl Fn(usize, &mut [f32]) + Sync + Send,
     ) -> Vec<T>
     where
-        [T]: HalfFloatSliceExt,
+        [T]: HalfSlice,
     {
         par_vec_of(n, plane, T::default(), |i, out| {
             with_scratch(out.len(), |wide| {
                 write(i, wide);
-                out.convert_from_f32_slice(wide)
+                out.round_from(wide)
             })
         })
         .0

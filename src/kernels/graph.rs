@@ -19,6 +19,7 @@
 
 use std::any::Any;
 
+use super::half_slice::HalfSlice;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
@@ -27,7 +28,6 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensorOps;
 use burn::tensor::{DType, Tensor, TensorData};
 use burn_flex::{Flex, FlexTensor};
-use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 
 use super::flex::{cast, flex, from_primitive, primitive, AdFlexTensor};
@@ -109,25 +109,25 @@ macro_rules! half_elem {
                     .zip(b.chunks(ADD_BLOCK))
                 {
                     let (x, y) = (&mut x[..o.len()], &mut y[..o.len()]);
-                    a.convert_to_f32_slice(x);
-                    b.convert_to_f32_slice(y);
+                    a.widen_into(x);
+                    b.widen_into(y);
                     for (x, y) in x.iter_mut().zip(y.iter()) {
                         *x += y;
                     }
-                    o.convert_from_f32_slice(x);
+                    o.round_from(x);
                 }
             }
 
             fn widened<'a>(values: &'a [Self], scratch: &'a mut Vec<f32>) -> &'a [f32] {
                 scratch.resize(values.len(), 0.0);
-                values.convert_to_f32_slice(&mut scratch[..values.len()]);
+                values.widen_into(&mut scratch[..values.len()]);
                 &scratch[..values.len()]
             }
 
             fn accumulate(out: &mut [Self], sum: impl FnOnce(&mut [f32])) {
                 let mut acc = vec![0.0f32; out.len()];
                 sum(&mut acc);
-                out.convert_from_f32_slice(&acc);
+                out.round_from(&acc);
             }
         }
     };

@@ -33,11 +33,11 @@ use super::conv::Strided;
 const MR: usize = 8;
 /// Columns of a register tile: two 16-lane vectors.
 const NR: usize = 32;
-/// Depth of a packed block, in `k` elements (even). A `bf16` rhs panel is `KC · NR · 2` bytes: 24 KiB, so it
-/// stays in the 32 KiB L1 while the `lhs` panels stream past it from L2.
-const KC_BF16: usize = 384;
+/// Depth of a packed block, in `k` elements (even). A `bf16` rhs panel is `KC · NR · 2` bytes: 16 KiB, so it
+/// stays in the 32 KiB L1 beside the `lhs` panel streaming past it from L2 (at 24 KiB the two overflowed L1).
+const KC_BF16: usize = 256;
 /// The same for `f32` panels (`KC · NR · 4` bytes).
-const KC_F32: usize = 192;
+const KC_F32: usize = 128;
 /// Rows of a packed `lhs` block (in L2).
 const MC: usize = 128;
 /// Columns of a packed `rhs` block.
@@ -163,13 +163,18 @@ impl Src {
         }
     }
 
+    /// The element strides `(row, col)`.
+    fn strides(&self) -> (usize, usize) {
+        match self {
+            Src::F32(s) => (s.row, s.col),
+            Src::Bf16(s) => (s.row, s.col),
+            Src::F16(s) => (s.row, s.col),
+        }
+    }
+
     /// Whether the elements of a row are adjacent.
     fn rows_contiguous(&self) -> bool {
-        match self {
-            Src::F32(s) => s.col == 1,
-            Src::Bf16(s) => s.col == 1,
-            Src::F16(s) => s.col == 1,
-        }
+        self.strides().1 == 1
     }
 }
 
@@ -341,6 +346,22 @@ unsafe fn pack_a(
     let steps = kb.div_ceil(per_k);
     for (ip, ir) in (0..mc).step_by(MR).enumerate() {
         let panel = &mut out[ip * steps * MR..][..steps * MR];
+        let rows = MR.min(mc - ir);
+        #[cfg(target_arch = "x86_64")]
+        {
+            let (row, col) = lhs.strides();
+            if col == 1 {
+                // SAFETY: the panel's rows and kb columns lie in lhs; AVX-512F/BW (and, for Bf16Dot,
+                // AVX512_BF16) are present.
+                unsafe { x86::pack_a_rows(compute, lhs, i0 + ir, rows, p0, kb, panel) };
+                continue;
+            }
+            if row == 1 && rows == MR {
+                // SAFETY: as above.
+                unsafe { x86::pack_a_cols(compute, lhs, i0 + ir, p0, kb, panel) };
+                continue;
+            }
+        }
         for r in 0..MR {
             let i = i0 + ir + r;
             let live = ir + r < mc;
@@ -386,6 +407,12 @@ unsafe fn pack_b(
         if width == NR && rhs.rows_contiguous() {
             // SAFETY: the panel's NR columns and kb rows lie in rhs; AVX-512F/BW are present (`available`).
             unsafe { x86::pack_rows(compute, rhs, p0, kb, j0 + jr, panel) };
+            continue;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if width == NR && rhs.strides().0 == 1 && rhs.strides().1 < (i32::MAX as usize) / NR {
+            // SAFETY: as above; the gather offsets (`c · col` for c < NR) fit an i32.
+            unsafe { x86::pack_cols(compute, rhs, p0, kb, j0 + jr, panel) };
             continue;
         }
         // Row pairs of a transposed operand (the weight gradient's im2col read as `colᵀ`) are adjacent
@@ -615,6 +642,317 @@ mod x86 {
                 let out = panel.as_mut_ptr().add(s * NR).cast::<f32>();
                 _mm512_storeu_ps(out, row_f32(rhs, p0 + s, j));
                 _mm512_storeu_ps(out.add(16), row_f32(rhs, p0 + s, j + 16));
+            }
+        }
+    }
+
+    /// Scalar words of `src` at `(i, p)` as packed for `compute` (the pair `(p, p + 1)` for Bf16Dot, zero past
+    /// `end`).
+    #[inline(always)]
+    unsafe fn word(compute: Compute, src: &Src, i: usize, p: usize, end: usize) -> u32 {
+        // SAFETY: the caller's: (i, p) lies in src, and (i, p + 1) when p + 1 < end.
+        unsafe {
+            match compute {
+                Compute::F32Fma => src.f32_at(i, p).to_bits(),
+                Compute::Bf16Dot => {
+                    let hi = if p + 1 < end {
+                        src.bf16_at(i, p + 1)
+                    } else {
+                        0
+                    };
+                    u32::from(src.bf16_at(i, p)) | (u32::from(hi) << 16)
+                }
+            }
+        }
+    }
+
+    /// An `MR`-row panel of `lhs[i..i+rows, p0..p0+kb]` whose rows are contiguous: 16 words of one row from one
+    /// vector load and conversion, written down the panel's column `r`.
+    pub(super) unsafe fn pack_a_rows(
+        compute: Compute,
+        lhs: &Src,
+        i: usize,
+        rows: usize,
+        p0: usize,
+        kb: usize,
+        panel: &mut [u32],
+    ) {
+        // SAFETY: the caller's.
+        unsafe {
+            match compute {
+                Compute::Bf16Dot => pack_a_rows_bf16(lhs, i, rows, p0, kb, panel),
+                Compute::F32Fma => pack_a_rows_f32(lhs, i, rows, p0, kb, panel),
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    unsafe fn pack_a_rows_bf16(
+        lhs: &Src,
+        i: usize,
+        rows: usize,
+        p0: usize,
+        kb: usize,
+        panel: &mut [u32],
+    ) {
+        let steps = kb.div_ceil(2);
+        let mut words = [0u32; 16];
+        for r in 0..MR {
+            if r >= rows {
+                for s in 0..steps {
+                    panel[s * MR + r] = 0;
+                }
+                continue;
+            }
+            let mut s = 0;
+            while 2 * (s + 16) <= kb {
+                // SAFETY: 32 elements of row i + r from p0 + 2s lie in the block.
+                unsafe {
+                    let v = row_bf16(lhs, i + r, p0 + 2 * s, true);
+                    _mm512_storeu_si512(words.as_mut_ptr().cast(), v);
+                }
+                for (t, w) in words.iter().enumerate() {
+                    panel[(s + t) * MR + r] = *w;
+                }
+                s += 16;
+            }
+            for s in s..steps {
+                // SAFETY: inside the block.
+                panel[s * MR + r] =
+                    unsafe { word(Compute::Bf16Dot, lhs, i + r, p0 + 2 * s, p0 + kb) };
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn pack_a_rows_f32(
+        lhs: &Src,
+        i: usize,
+        rows: usize,
+        p0: usize,
+        kb: usize,
+        panel: &mut [u32],
+    ) {
+        let mut words = [0.0f32; 16];
+        for r in 0..MR {
+            if r >= rows {
+                for s in 0..kb {
+                    panel[s * MR + r] = 0;
+                }
+                continue;
+            }
+            let mut s = 0;
+            while s + 16 <= kb {
+                // SAFETY: 16 elements of row i + r from p0 + s lie in the block.
+                unsafe { _mm512_storeu_ps(words.as_mut_ptr(), row_f32(lhs, i + r, p0 + s)) };
+                for (t, w) in words.iter().enumerate() {
+                    panel[(s + t) * MR + r] = w.to_bits();
+                }
+                s += 16;
+            }
+            for s in s..kb {
+                // SAFETY: inside the block.
+                panel[s * MR + r] = unsafe { lhs.f32_at(i + r, p0 + s).to_bits() };
+            }
+        }
+    }
+
+    /// A full `MR`-row panel of `lhs[i..i+MR, p0..p0+kb]` whose columns are contiguous (a transposed weight):
+    /// one short vector load per depth.
+    pub(super) unsafe fn pack_a_cols(
+        compute: Compute,
+        lhs: &Src,
+        i: usize,
+        p0: usize,
+        kb: usize,
+        panel: &mut [u32],
+    ) {
+        // SAFETY: the caller's.
+        unsafe {
+            match compute {
+                Compute::Bf16Dot => pack_a_cols_bf16(lhs, i, p0, kb, panel),
+                Compute::F32Fma => pack_a_cols_f32(lhs, i, p0, kb, panel),
+            }
+        }
+    }
+
+    /// `MR` (8) consecutive elements of a column from `(i, p)`, as bf16 bits.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+    unsafe fn col8_bf16(src: &Src, i: usize, p: usize) -> __m128i {
+        // SAFETY: the caller's: 8 elements from (i, p) down the column lie in src.
+        unsafe {
+            match src {
+                Src::Bf16(s) => _mm_loadu_si128(s.ptr.add(i + p * s.col).cast()),
+                Src::F32(s) => std::mem::transmute::<__m128bh, __m128i>(_mm256_cvtneps_pbh(
+                    _mm256_loadu_ps(s.ptr.add(i + p * s.col)),
+                )),
+                Src::F16(s) => std::mem::transmute::<__m128bh, __m128i>(_mm256_cvtneps_pbh(
+                    _mm256_cvtph_ps(_mm_loadu_si128(s.ptr.add(i + p * s.col).cast())),
+                )),
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+    unsafe fn pack_a_cols_bf16(lhs: &Src, i: usize, p0: usize, kb: usize, panel: &mut [u32]) {
+        for s in 0..kb.div_ceil(2) {
+            // SAFETY: columns p0 + 2s (and p0 + 2s + 1 inside the block) hold 8 elements from row i.
+            unsafe {
+                let e0 = col8_bf16(lhs, i, p0 + 2 * s);
+                let e1 = if 2 * s + 1 < kb {
+                    col8_bf16(lhs, i, p0 + 2 * s + 1)
+                } else {
+                    _mm_setzero_si128()
+                };
+                let out = panel.as_mut_ptr().add(s * MR);
+                _mm_storeu_si128(out.cast(), _mm_unpacklo_epi16(e0, e1));
+                _mm_storeu_si128(out.add(4).cast(), _mm_unpackhi_epi16(e0, e1));
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn pack_a_cols_f32(lhs: &Src, i: usize, p0: usize, kb: usize, panel: &mut [u32]) {
+        for s in 0..kb {
+            // SAFETY: column p0 + s holds 8 elements from row i.
+            unsafe {
+                let v = match lhs {
+                    Src::F32(a) => _mm256_loadu_ps(a.ptr.add(i + (p0 + s) * a.col)),
+                    Src::Bf16(a) => {
+                        let h = _mm_loadu_si128(a.ptr.add(i + (p0 + s) * a.col).cast());
+                        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
+                    }
+                    Src::F16(a) => {
+                        _mm256_cvtph_ps(_mm_loadu_si128(a.ptr.add(i + (p0 + s) * a.col).cast()))
+                    }
+                };
+                _mm256_storeu_ps(panel.as_mut_ptr().add(s * MR).cast(), v);
+            }
+        }
+    }
+
+    /// A full `NR`-column panel of `rhs[p0..p0+kb, j..j+NR]` whose columns are contiguous (the weight
+    /// gradient's `colᵀ`): gathers across the 32 columns, one per 16 words. A `bf16` pair `(p, p + 1)` of a
+    /// column is one 32-bit word in memory, so it is gathered whole.
+    pub(super) unsafe fn pack_cols(
+        compute: Compute,
+        rhs: &Src,
+        p0: usize,
+        kb: usize,
+        j: usize,
+        panel: &mut [u32],
+    ) {
+        // SAFETY: the caller's.
+        unsafe {
+            match compute {
+                Compute::Bf16Dot => pack_cols_bf16(rhs, p0, kb, j, panel),
+                Compute::F32Fma => pack_cols_f32(rhs, p0, kb, j, panel),
+            }
+        }
+    }
+
+    /// Offsets `c · col` of 16 columns from `c0`.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn column_offsets(c0: usize, col: usize) -> __m512i {
+        let base = _mm512_set1_epi32(col as i32);
+        let c = _mm512_add_epi32(
+            _mm512_set1_epi32(c0 as i32),
+            _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+        );
+        _mm512_mullo_epi32(c, base)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    unsafe fn pack_cols_bf16(rhs: &Src, p0: usize, kb: usize, j: usize, panel: &mut [u32]) {
+        let steps = kb.div_ceil(2);
+        let col = rhs.strides().1;
+        // SAFETY: `c · col` for c < NR fits an i32 (the caller's check).
+        let offs = unsafe { [column_offsets(0, col), column_offsets(16, col)] };
+        // The last pair of an odd block has one element: no 32-bit read there.
+        let full = kb / 2;
+        for s in 0..full {
+            let p = p0 + 2 * s;
+            // SAFETY: elements (p, j + c) and (p + 1, j + c) lie in the block for every c < NR.
+            unsafe {
+                let out = panel.as_mut_ptr().add(s * NR);
+                for (h, off) in offs.iter().enumerate() {
+                    let v = match rhs {
+                        Src::Bf16(b) => _mm512_i32gather_epi32::<2>(
+                            *off,
+                            b.ptr.add(p + j * b.col).cast::<i32>(),
+                        ),
+                        Src::F32(b) => {
+                            let base = b.ptr.add(p + j * b.col);
+                            let lo = _mm512_i32gather_ps::<4>(*off, base);
+                            let hi = _mm512_i32gather_ps::<4>(*off, base.add(1));
+                            let lo = _mm512_cvtepu16_epi32(
+                                std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(lo)),
+                            );
+                            let hi = _mm512_cvtepu16_epi32(
+                                std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(hi)),
+                            );
+                            _mm512_or_si512(lo, _mm512_slli_epi32::<16>(hi))
+                        }
+                        // f16 never meets Bf16Dot (`compute_for`); kept total with the scalar words.
+                        Src::F16(_) => {
+                            let mut w = [0u32; 16];
+                            for (c, w) in w.iter_mut().enumerate() {
+                                *w = word(Compute::Bf16Dot, rhs, p, j + 16 * h + c, usize::MAX);
+                            }
+                            _mm512_loadu_si512(w.as_ptr().cast())
+                        }
+                    };
+                    _mm512_storeu_si512(out.add(16 * h).cast(), v);
+                }
+            }
+        }
+        for s in full..steps {
+            for c in 0..NR {
+                // SAFETY: (p0 + 2s, j + c) lies in the block; p0 + 2s + 1 does not and is not read.
+                panel[s * NR + c] = unsafe { u32::from(rhs.bf16_at(p0 + 2 * s, j + c)) };
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn pack_cols_f32(rhs: &Src, p0: usize, kb: usize, j: usize, panel: &mut [u32]) {
+        let col = rhs.strides().1;
+        // SAFETY: as in `pack_cols_bf16`.
+        let offs = unsafe { [column_offsets(0, col), column_offsets(16, col)] };
+        for s in 0..kb {
+            let p = p0 + s;
+            // A 16-bit element gathered as 32 bits reads its successor too: only inside the block.
+            let wide_ok = s + 1 < kb;
+            // SAFETY: (p, j + c) lies in the block for every c < NR, and (p + 1, j + c) when `wide_ok`.
+            unsafe {
+                let out = panel.as_mut_ptr().add(s * NR).cast::<f32>();
+                for (h, off) in offs.iter().enumerate() {
+                    let v = match rhs {
+                        Src::F32(b) => _mm512_i32gather_ps::<4>(*off, b.ptr.add(p + j * b.col)),
+                        Src::Bf16(b) if wide_ok => {
+                            let w = _mm512_i32gather_epi32::<2>(
+                                *off,
+                                b.ptr.add(p + j * b.col).cast::<i32>(),
+                            );
+                            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(w))
+                        }
+                        Src::F16(b) if wide_ok => {
+                            let w = _mm512_i32gather_epi32::<2>(
+                                *off,
+                                b.ptr.add(p + j * b.col).cast::<i32>(),
+                            );
+                            _mm512_cvtph_ps(_mm512_cvtepi32_epi16(w))
+                        }
+                        _ => {
+                            let mut w = [0.0f32; 16];
+                            for (c, w) in w.iter_mut().enumerate() {
+                                *w = rhs.f32_at(p, j + 16 * h + c);
+                            }
+                            _mm512_loadu_ps(w.as_ptr())
+                        }
+                    };
+                    _mm512_storeu_ps(out.add(16 * h), v);
+                }
             }
         }
     }

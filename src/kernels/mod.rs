@@ -2,8 +2,9 @@
 //!
 //! Burn's stock CPU path spends most of a YOLOv8n train step outside the multiplications: BatchNorm's broadcast
 //! ops walk a strided iterator, and the conv converts layouts around every GEMM (docs/benchmarks.md, issue #6).
-//! [`conv_bn_act`] runs our kernels on burn-flex and Burn's modules everywhere else; `train.kernels = "burn"`
-//! (or [`select`]) keeps the stock path for comparison.
+//! [`conv_bn_act`] runs our kernels on burn-flex (f32, and f16/bf16 through `half_gemm` with f32 accumulation)
+//! and Burn's modules everywhere else; `train.kernels = "burn"` (or [`select`]) keeps the stock path for
+//! comparison.
 
 pub mod bn_act;
 mod cast;
@@ -12,6 +13,7 @@ mod dot;
 mod flex;
 mod graph;
 pub mod half_gemm;
+pub mod half_slice;
 mod taps;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -126,8 +128,8 @@ pub fn conv2d_with<B: Backend>(
     conv.forward(x)
 }
 
-/// `cat(tensors, dim)` with the selected kernels: ours for burn-flex `f32` tensors (runs copied in parallel, a
-/// contiguous gradient for each input, channel slices read in place), Burn's otherwise.
+/// `cat(tensors, dim)` with the selected kernels: ours for burn-flex `f32`, `f16` and `bf16` tensors (runs
+/// copied in parallel, a contiguous gradient for each input, channel slices read in place), Burn's otherwise.
 pub fn cat<B: Backend, const D: usize>(tensors: Vec<Tensor<B, D>>, dim: usize) -> Tensor<B, D> {
     cat_with(selected(), tensors, dim)
 }

@@ -8,7 +8,7 @@ use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{FloatDType, Tensor, TensorData};
 
 use super::conv::{Conv, ConvConfig};
 use crate::kernels::{self, conv2d};
@@ -123,8 +123,17 @@ impl<B: Backend> Dfl<B> {
     /// `[B, 4R, A]` → `[B, 4, A]` distances in grid units, sides l, t, r, b.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let [b, _, a] = x.dims();
+        let dtype = FloatDType::from(x.dtype());
         let probs = softmax(x.reshape([b, 4, REG_MAX, a]).swap_dims(1, 2), 1);
-        self.conv.forward(probs).reshape([b, 4, a])
+        // The fixed bins follow the input's float type (a half model's bins are half, its decode runs in f32).
+        let weight = self.conv.weight.val().cast(dtype);
+        burn::tensor::module::conv2d(
+            probs,
+            weight,
+            None,
+            burn::tensor::ops::ConvOptions::new([1, 1], [0, 0], [1, 1], 1),
+        )
+        .reshape([b, 4, a])
     }
 }
 
@@ -188,10 +197,16 @@ impl<B: Backend> Detect<B> {
     pub fn decode(&self, out: &HeadOutput<B>) -> Tensor<B, 3> {
         let device = out.boxes.device();
         let anchors = Anchors::new(out.grids, &device);
-        let dist = self.dfl.forward(out.boxes.clone());
+        // A half-precision model's outputs are decoded in f32: pixel coordinates up to 640 keep 2–4 px steps
+        // in bf16, and the anchors are f32 tensors. The casts are no-ops for an f32 model.
+        let (boxes, scores) = (
+            out.boxes.clone().cast(FloatDType::F32),
+            out.scores.clone().cast(FloatDType::F32),
+        );
+        let dist = self.dfl.forward(boxes);
         let boxes_xywh =
             dist2bbox_xywh(dist, anchors.points_grid.clone()) * anchors.strides.clone();
-        Tensor::cat(vec![boxes_xywh, sigmoid(out.scores.clone())], 1)
+        Tensor::cat(vec![boxes_xywh, sigmoid(scores)], 1)
     }
 }
 
