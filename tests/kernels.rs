@@ -521,10 +521,11 @@ fn upsampling_matches_burn() {
 
 /// The conv kernels on half-precision operands (`src/kernels/half_gemm.rs`: bf16 `VDPBF16PS` products where the
 /// CPU has AVX512_BF16, else f32 FMAs on widened values; f16 always the latter) against an `f64` convolution of
-/// the same values, for the forward and both gradients, over geometries that take each path: the tap GEMMs
-/// (stride 1, 16–32 input channels), im2col (stride 2, 5×5, 8 channels), pointwise, groups, a narrow weight
-/// gradient through the dot-product kernel, a channel slice of a wider tensor (`forward_strided`), and shapes
-/// whose rows (`c_out`, `c_in·kh·kw` not multiples of 8), columns (positions not multiples of 32) and depths
+/// the same values, for the forward and both gradients, over geometries that take each path: im2col (the
+/// 3×3 stride-1 convs with 16–32 channels, which take the tap GEMMs in f32 but im2col in the half types, where
+/// it measured faster; stride 2; 5×5 with 8 channels; more positions than one packed column block), pointwise,
+/// groups, a narrow weight gradient through the dot-product kernel, a channel slice of a wider tensor
+/// (`forward_strided`), and shapes whose rows (`c_out`, `c_in·kh·kw` not multiples of 8), columns (positions not multiples of 32) and depths
 /// (odd `k`) leave partial register tiles, masked stores and half-filled bf16 pairs.
 ///
 /// Two value sets per geometry. First, values exactly representable in bf16 and f16 with few bits, so every
@@ -564,7 +565,7 @@ fn half_kernels_match_an_f64_reference() {
         groups: 1,
     };
     let grid = [
-        // tap GEMMs (3×3, stride 1, 16 and 32 channels), odd c_out
+        // 3×3 stride 1 with 16 and 32 channels (the tap GEMMs' shapes in f32), odd c_out
         base,
         ConvGeometry {
             c_in: 32,
