@@ -643,6 +643,15 @@ fn col2im(g: &ConvGeometry, dcol: &[f32], dx: &mut [f32]) {
     }
 }
 
+/// Whether the tap GEMMs take this conv in element type `T`: only `f32`. [`taps::applies`] was measured against
+/// the `gemm` crate's im2col GEMM; for `f16`/`bf16` operands (our half GEMM) im2col's single GEMM with `K =
+/// c_in·kh·kw` was as fast or faster (YOLOv8n bf16 train step at 320, 2 threads: 23.8–23.9 ms/img against
+/// 24.5–25.7 with the taps; fp16 38.9–42.9 against 40.9–44.5): half the copy's bytes, and one pass over the
+/// `f32` output instead of one per tap.
+fn taps_for<T>(g: &ConvGeometry) -> bool {
+    std::mem::size_of::<T>() == 4 && taps::applies(g)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -848,13 +857,4 @@ mod tests {
             }
         }
     }
-}
-
-/// Whether the tap GEMMs take this conv in element type `T`: only `f32`. [`taps::applies`] was measured against
-/// the `gemm` crate's im2col GEMM; for `f16`/`bf16` operands (our half GEMM) im2col's single GEMM with `K =
-/// c_in·kh·kw` was as fast or faster (YOLOv8n bf16 train step at 320, 2 threads: 23.8–23.9 ms/img against
-/// 24.5–25.7 with the taps; fp16 38.9–42.9 against 40.9–44.5): half the copy's bytes, and one pass over the
-/// `f32` output instead of one per tap.
-fn taps_for<T>(g: &ConvGeometry) -> bool {
-    std::mem::size_of::<T>() == 4 && taps::applies(g)
 }

@@ -97,7 +97,10 @@ mod x86 {
             // SAFETY: as above.
             unsafe {
                 let v = _mm512_cvtneps_pbh(_mm512_loadu_ps(src.as_ptr().add(i)));
-                _mm256_storeu_si256(out.as_mut_ptr().add(i).cast(), std::mem::transmute(v));
+                _mm256_storeu_si256(
+                    out.as_mut_ptr().add(i).cast(),
+                    std::mem::transmute::<__m256bh, __m256i>(v),
+                );
             }
         }
         n
