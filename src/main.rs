@@ -1356,6 +1356,7 @@ fn bench_backend(backend: &str, imgsz: usize) -> Result<BackendChoice> {
 fn bench(args: &BenchArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
     let choice = bench_backend(&args.backend, args.imgsz)?;
+    yolo_burn::amp::check_backend(choice, args.precision).context("--precision")?;
     yolo_burn::kernels::select(args.kernels);
     let job = ModelBench {
         model: YoloConfig::new(args.arch, args.scale, 80),

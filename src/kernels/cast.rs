@@ -2,9 +2,9 @@
 //!
 //! Why not burn-flex's `float_cast`: it converts element by element through a `Vec<f64>` on the calling thread,
 //! so every half-precision conv paid a serial pass and a transient buffer four times the half tensor's size
-//! (at 640 px, batch 16, 210 MB for the stem's output alone), which set the peak memory of an fp16 step. The
-//! `half` crate converts slices with F16C where the CPU has it (detected at run time), and rounds to nearest
-//! even as burn-flex does, so the values are the same.
+//! (at 640 px, batch 16, 210 MB for the stem's output alone), which set the peak memory of an fp16 step. Here
+//! slices convert through `half_slice` (AVX-512 where the CPU has it, else the `half` crate), rounding to
+//! nearest even as burn-flex does, so the values are the same (bf16: subnormal inputs become zero).
 
 use super::half_slice::HalfSlice;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;

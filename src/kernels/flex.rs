@@ -87,21 +87,11 @@ fn half_in_place(dtype: DType) -> bool {
 
 /// [`batch_strided`] for the conv kernels: a half tensor stays in its type where [`half_in_place`].
 fn conv_view(t: &FlexTensor) -> (FlexTensor, usize) {
-    if !half_in_place(t.dtype()) {
-        return batch_strided(t);
+    if half_in_place(t.dtype()) {
+        batch_strided_as_is(t)
+    } else {
+        batch_strided(t)
     }
-    let layout = t.layout();
-    let dims = layout.shape().to_vec();
-    let strides = layout.strides();
-    if dims.len() == 4 {
-        let [_, c, h, w] = [dims[0], dims[1], dims[2], dims[3]];
-        let inner = strides[3] == 1 && strides[2] == w as isize && strides[1] == (h * w) as isize;
-        if inner && strides[0] >= (c * h * w) as isize {
-            return (t.clone(), strides[0] as usize);
-        }
-    }
-    let stride = dims.iter().skip(1).product();
-    (t.to_contiguous(), stride)
 }
 
 /// A weight for the conv kernels: contiguous, in the input's half type where [`half_in_place`] and the two
@@ -173,22 +163,30 @@ fn narrow(values: Vec<f32>, shape: &[usize], dtype: DType) -> FlexTensor {
     super::cast::from_f32(values, shape, dtype)
 }
 
-/// An NCHW `f32` tensor whose images are contiguous but may sit apart (a channel slice): the tensor itself
-/// and the distance between images, or a contiguous copy when the layout is anything else.
-pub(super) fn batch_strided(t: &FlexTensor) -> (FlexTensor, usize) {
+/// An NCHW tensor whose images are contiguous but may sit apart (a channel slice): the tensor itself and the
+/// distance between images, or a contiguous copy in the same float type when the layout is anything else.
+pub(super) fn batch_strided_as_is(t: &FlexTensor) -> (FlexTensor, usize) {
     let layout = t.layout();
     let dims = layout.shape().to_vec();
     let strides = layout.strides();
-    if t.dtype() == DType::F32 && dims.len() == 4 {
+    if dims.len() == 4 {
         let [_, c, h, w] = [dims[0], dims[1], dims[2], dims[3]];
         let inner = strides[3] == 1 && strides[2] == w as isize && strides[1] == (h * w) as isize;
         if inner && strides[0] >= (c * h * w) as isize {
             return (t.clone(), strides[0] as usize);
         }
     }
-    let t = contiguous(t);
     let stride = dims.iter().skip(1).product();
-    (t, stride)
+    (t.to_contiguous(), stride)
+}
+
+/// [`batch_strided_as_is`] in `f32`: a half tensor is widened into a contiguous copy.
+pub(super) fn batch_strided(t: &FlexTensor) -> (FlexTensor, usize) {
+    if t.dtype() == DType::F32 {
+        return batch_strided_as_is(t);
+    }
+    let stride = t.layout().shape().iter().skip(1).product();
+    (contiguous(t), stride)
 }
 
 /// From the tensor's first element to the end of its storage (for [`batch_strided`] views).

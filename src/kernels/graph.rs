@@ -30,7 +30,7 @@ use burn::tensor::{DType, Tensor, TensorData};
 use burn_flex::{Flex, FlexTensor};
 use half::{bf16, f16};
 
-use super::flex::{cast, flex, from_primitive, primitive, AdFlexTensor};
+use super::flex::{batch_strided_as_is, cast, flex, from_primitive, primitive, AdFlexTensor};
 use super::par_vec_of;
 
 /// The most inputs [`try_cat`] takes (C2f of a YOLOv8x has 1 + 6); more go to Burn's `cat`.
@@ -42,7 +42,7 @@ const MAX_CAT: usize = 8;
 trait Elem: Copy + Send + Sync + 'static {
     const ZERO: Self;
 
-    /// From `t`'s first element to the end of its storage (for [`batch_strided`] views).
+    /// From `t`'s first element to the end of its storage (for [`batch_strided_as_is`] views).
     fn from_start(t: &FlexTensor) -> &[Self];
 
     fn tensor(values: Vec<Self>, shape: &[usize]) -> FlexTensor;
@@ -221,26 +221,6 @@ fn ad_to_b<B: Backend, const D: usize>(t: AdFlexTensor) -> Tensor<B, D> {
     from_primitive(same(t))
 }
 
-/// An NCHW tensor whose images are contiguous but may sit apart (a channel slice): the tensor itself and the
-/// distance between images, or a contiguous copy in the same float type when the layout is anything else.
-///
-/// Why not `flex::batch_strided`: that one serves the conv kernels, which compute in `f32`, and widens any half
-/// tensor it copies.
-fn batch_strided(t: &FlexTensor) -> (FlexTensor, usize) {
-    let layout = t.layout();
-    let dims = layout.shape().to_vec();
-    let strides = layout.strides();
-    if dims.len() == 4 {
-        let [_, c, h, w] = [dims[0], dims[1], dims[2], dims[3]];
-        let inner = strides[3] == 1 && strides[2] == w as isize && strides[1] == (h * w) as isize;
-        if inner && strides[0] >= (c * h * w) as isize {
-            return (t.clone(), strides[0] as usize);
-        }
-    }
-    let stride = dims.iter().skip(1).product();
-    (t.to_contiguous(), stride)
-}
-
 /// `grad` in `dtype`, the type of the input it is the gradient of. Burn's autodiff hands an op the gradient in
 /// its output's type, which is already `dtype` here, so this is a guard (through Burn's cast) rather than a path
 /// that runs.
@@ -286,7 +266,7 @@ fn runs(t: &FlexTensor, dim: usize) -> (FlexTensor, usize, usize) {
     let s = shape(t);
     let len = s[dim..].iter().product();
     if dim == 1 && s.len() == 4 {
-        let (t, stride) = batch_strided(t);
+        let (t, stride) = batch_strided_as_is(t);
         return (t, stride, len);
     }
     (t.to_contiguous(), len, len)
@@ -419,8 +399,8 @@ fn add_forward_of<T: Elem>(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
     let shape = dims(a);
     let [batch, c, h, w] = shape;
     let n = c * h * w;
-    let (a, sa) = batch_strided(a);
-    let (b, sb) = batch_strided(b);
+    let (a, sa) = batch_strided_as_is(a);
+    let (b, sb) = batch_strided_as_is(b);
     let (a, b) = (T::from_start(&a), T::from_start(&b));
     let (out, _) = par_vec_of(batch * n, n, T::ZERO, |i, o| {
         T::add(&a[i * sa..][..n], &b[i * sb..][..n], o)
@@ -477,7 +457,7 @@ fn upsample_forward(x: &FlexTensor, f: usize) -> FlexTensor {
 
 fn upsample_forward_of<T: Elem>(x: &FlexTensor, f: usize) -> FlexTensor {
     let [batch, c, h, w] = dims(x);
-    let (x, stride) = batch_strided(x);
+    let (x, stride) = batch_strided_as_is(x);
     let x = T::from_start(&x);
     let (plane_in, plane_out) = (h * w, h * f * w * f);
     let (out, _) = par_vec_of(batch * c * plane_out, plane_out, T::ZERO, |p, dst| {
@@ -524,7 +504,7 @@ fn upsample_backward_of<T: Elem>(
     [batch, c, h, w]: [usize; 4],
     f: usize,
 ) -> FlexTensor {
-    let (dout, stride) = batch_strided(dout);
+    let (dout, stride) = batch_strided_as_is(dout);
     let dout = T::from_start(&dout);
     let (plane_in, plane_out) = (h * w, h * f * w * f);
     let (dx, _) = par_vec_of(batch * c * plane_in, plane_in, T::ZERO, |p, g| {

@@ -17,57 +17,40 @@ pub trait HalfSlice {
     fn round_from(&mut self, src: &[f32]);
 }
 
-impl HalfSlice for [bf16] {
-    fn widen_into(&self, out: &mut [f32]) {
-        assert_eq!(self.len(), out.len());
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: AVX-512F is present; the lengths match.
-            let done = unsafe { x86::widen_bf16(self, out) };
-            self[done..].convert_to_f32_slice(&mut out[done..]);
-            return;
-        }
-        self.convert_to_f32_slice(out);
-    }
+/// The slice conversions of one half type: AVX-512 blocks where `$round_feature` (and AVX-512F for widening)
+/// is present, `half` for the tail and elsewhere.
+macro_rules! half_slice {
+    ($t:ty, $widen:ident, $round:ident, $round_feature:tt) => {
+        impl HalfSlice for [$t] {
+            fn widen_into(&self, out: &mut [f32]) {
+                assert_eq!(self.len(), out.len());
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: AVX-512F is present; the lengths match.
+                    let done = unsafe { x86::$widen(self, out) };
+                    self[done..].convert_to_f32_slice(&mut out[done..]);
+                    return;
+                }
+                self.convert_to_f32_slice(out);
+            }
 
-    fn round_from(&mut self, src: &[f32]) {
-        assert_eq!(self.len(), src.len());
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512bf16") {
-            // SAFETY: AVX512_BF16 (with AVX-512F) is present; the lengths match.
-            let done = unsafe { x86::round_bf16(src, self) };
-            self[done..].convert_from_f32_slice(&src[done..]);
-            return;
+            fn round_from(&mut self, src: &[f32]) {
+                assert_eq!(self.len(), src.len());
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!($round_feature) {
+                    // SAFETY: the feature (with AVX-512F) is present; the lengths match.
+                    let done = unsafe { x86::$round(src, self) };
+                    self[done..].convert_from_f32_slice(&src[done..]);
+                    return;
+                }
+                self.convert_from_f32_slice(src);
+            }
         }
-        self.convert_from_f32_slice(src);
-    }
+    };
 }
 
-impl HalfSlice for [f16] {
-    fn widen_into(&self, out: &mut [f32]) {
-        assert_eq!(self.len(), out.len());
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: AVX-512F is present; the lengths match.
-            let done = unsafe { x86::widen_f16(self, out) };
-            self[done..].convert_to_f32_slice(&mut out[done..]);
-            return;
-        }
-        self.convert_to_f32_slice(out);
-    }
-
-    fn round_from(&mut self, src: &[f32]) {
-        assert_eq!(self.len(), src.len());
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: AVX-512F is present; the lengths match.
-            let done = unsafe { x86::round_f16(src, self) };
-            self[done..].convert_from_f32_slice(&src[done..]);
-            return;
-        }
-        self.convert_from_f32_slice(src);
-    }
-}
+half_slice!(bf16, widen_bf16, round_bf16, "avx512bf16");
+half_slice!(f16, widen_f16, round_f16, "avx512f");
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
