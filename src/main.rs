@@ -306,9 +306,45 @@ struct BenchArgs {
     /// Float type of the model and input: fp32, fp16 or bf16 (as `train.precision` runs the compute model).
     #[arg(long, default_value = "fp32")]
     precision: Precision,
+    /// bf16 GEMM micro-kernel: auto (the fastest this CPU has), amx, avx512-bf16 or fma, to compare them.
+    #[arg(long, default_value = "auto")]
+    bf16_kernel: Bf16Kernel,
     /// Print one JSON line instead of a sentence.
     #[arg(long)]
     json: bool,
+}
+
+/// `--bf16-kernel`: which micro-kernel multiplies bf16 operands (`half_gemm::force`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Bf16Kernel {
+    Auto,
+    Amx,
+    Avx512Bf16,
+    Fma,
+}
+
+impl Bf16Kernel {
+    /// Forces the kernel for this process, or says why it cannot run here.
+    fn apply(self) -> Result<()> {
+        use yolo_burn::kernels::half_gemm::{force, Compute};
+        let compute = match self {
+            Bf16Kernel::Auto => None,
+            Bf16Kernel::Amx => Some(Compute::AmxBf16),
+            Bf16Kernel::Avx512Bf16 => Some(Compute::Bf16Dot),
+            Bf16Kernel::Fma => Some(Compute::F32Fma),
+        };
+        if !force(compute) {
+            bail!(
+                "--bf16-kernel {self:?}: this CPU or OS cannot run it (amx needs AMX-BF16 and Linux's tile \
+                 permission, avx512-bf16 needs AVX512_BF16); use auto"
+            );
+        }
+        eprintln!(
+            "bf16 GEMM micro-kernel: {:?}",
+            yolo_burn::kernels::half_gemm::bf16_compute()
+        );
+        Ok(())
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -355,6 +391,9 @@ struct ConvBenchArgs {
     /// Float type of the weights and activations: fp32, fp16 or bf16.
     #[arg(long, default_value = "fp32")]
     precision: Precision,
+    /// bf16 GEMM micro-kernel: auto (the fastest this CPU has), amx, avx512-bf16 or fma, to compare them.
+    #[arg(long, default_value = "auto")]
+    bf16_kernel: Bf16Kernel,
     /// Conv-block kernels: fast (ours) or burn (stock).
     #[arg(long, default_value = "fast")]
     kernels: Kernels,
@@ -530,6 +569,7 @@ fn bench_conv(args: &ConvBenchArgs) -> Result<()> {
         );
     }
     yolo_burn::kernels::select(args.kernels);
+    args.bf16_kernel.apply()?;
     let job = yolo_burn::bench::conv_stack::ConvStackBench {
         imgsz: args.imgsz,
         batch: args.batch.max(1),
@@ -1358,6 +1398,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
     let choice = bench_backend(&args.backend, args.imgsz)?;
     yolo_burn::amp::check_backend(choice, args.precision).context("--precision")?;
     yolo_burn::kernels::select(args.kernels);
+    args.bf16_kernel.apply()?;
     let job = ModelBench {
         model: YoloConfig::new(args.arch, args.scale, 80),
         imgsz: args.imgsz,

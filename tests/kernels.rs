@@ -519,8 +519,9 @@ fn upsampling_matches_burn() {
     );
 }
 
-/// The conv kernels on half-precision operands (`src/kernels/half_gemm.rs`: bf16 `VDPBF16PS` products where the
-/// CPU has AVX512_BF16, else f32 FMAs on widened values; f16 always the latter) against an `f64` convolution of
+/// The conv kernels on half-precision operands (`src/kernels/half_gemm.rs`: bf16 through each micro-kernel the
+/// CPU runs, forced in turn: AMX tiles, `VDPBF16PS`, f32 FMAs on widened values; f16 always the last) against an
+/// `f64` convolution of
 /// the same values, for the forward and both gradients, over geometries that take each path: im2col (the
 /// 3×3 stride-1 convs with 16–32 channels, which take the tap GEMMs in f32 but im2col in the half types, where
 /// it measured faster; stride 2; 5×5 with 8 channels; more positions than one packed column block), pointwise,
@@ -538,9 +539,11 @@ fn upsampling_matches_burn() {
 /// Second, the same x and w spread over 2^-4..2^4 (still exact in both types, but the f32 sums round) and an
 /// arbitrary `f32` upstream gradient `dy`, as BatchNorm's backward hands it over. Products of bf16 operands
 /// (VDPBF16PS) round `dy` to bf16 first, a relative error of at most 2^-8 per term (bf16 has 8 significant
-/// bits), so both bf16 gradients are held to `4e-3 · Σ|terms|`; everything else to `1e-5 · Σ|terms|`. Measured
-/// on this grid (largest error / Σ|terms|): bf16 forward 2.9e-7, input gradient 3.2e-3, weight gradient 1.4e-3;
-/// f16 (widened to f32 while packing, f32 FMAs) forward 3.0e-7, input gradient 2.4e-7, weight gradient 1.7e-7.
+/// bits), so both gradients of the bf16-product kernels are held to `4e-3 · Σ|terms|`; everything else to
+/// `1e-5 · Σ|terms|`. Measured on this grid (largest error / Σ|terms|): AMX forward 1.7e-7, input gradient
+/// 3.2e-3, weight gradient 1.4e-3; `VDPBF16PS` 4.1e-7, 3.2e-3, 1.4e-3; bf16 and f16 on f32 FMAs (widened while
+/// packing) 3.4e-7, 2.4e-7, 1.7e-7. Mutation: dropping the last live column of the AMX kernel's buffered
+/// stores fails it.
 #[test]
 fn half_kernels_match_an_f64_reference() {
     use half::{bf16, f16};
@@ -676,8 +679,15 @@ fn half_kernels_match_an_f64_reference() {
             })
             .collect()
     };
-    // worst error / Σ|terms|: [exact, spread][bf16, f16][forward, input gradient, weight gradient]
-    let mut worst = [[[0.0f64; 3]; 2]; 2];
+    // Every bf16 micro-kernel this CPU runs (each forced in turn), then f16 (always f32 FMAs).
+    use half_gemm::Compute;
+    let kernels: Vec<Compute> = [Compute::AmxBf16, Compute::Bf16Dot, Compute::F32Fma]
+        .into_iter()
+        .filter(|c| half_gemm::force(Some(*c)))
+        .collect();
+    let slots = kernels.len() + 1;
+    // worst error / Σ|terms|: [exact, spread][bf16 per kernel.., f16][forward, input gradient, weight gradient]
+    let mut worst = vec![vec![[0.0f64; 3]; slots]; 2];
     for (set, g) in grid.iter().flat_map(|g| [(0, *g), (1, *g)]) {
         let (oh, ow) = (g.out_h(), g.out_w());
         let (cin_g, cout_g) = (g.c_in / g.groups, g.c_out / g.groups);
@@ -746,8 +756,8 @@ fn half_kernels_match_an_f64_reference() {
         let mut check = |got: &[f32], want: &[(f64, f64)], what: &str, slot: [usize; 2]| {
             // bf16 products round the f32 `dy` to bf16 (a relative 2^-8 per term at most); everything else is exact
             // products summed in f32.
-            let tol = if slot[0] == 0 && slot[1] > 0 && set == 1 && half_gemm::bf16_dot_available()
-            {
+            let bf16_products = kernels.get(slot[0]).is_some_and(|c| *c != Compute::F32Fma);
+            let tol = if bf16_products && slot[1] > 0 && set == 1 {
                 4e-3
             } else {
                 1e-5
@@ -783,23 +793,29 @@ fn half_kernels_match_an_f64_reference() {
             conv::backward_weight_strided(g, &wide, stride, dy, &mut dw);
             [out, dx, dw]
         }
-        for (slot, [o, dxs, dws]) in [
-            (0, run(&g, bf16::from_f32, &wide, stride, &w, &dy)),
-            (1, run(&g, f16::from_f32, &wide, stride, &w, &dy)),
-        ] {
-            let t = if slot == 0 { "bf16" } else { "f16" };
+        let mut results = Vec::new();
+        for (slot, compute) in kernels.iter().enumerate() {
+            assert!(half_gemm::force(Some(*compute)));
+            let got = run(&g, bf16::from_f32, &wide, stride, &w, &dy);
+            results.push((slot, format!("bf16 ({compute:?})"), got));
+        }
+        half_gemm::force(None);
+        let got = run(&g, f16::from_f32, &wide, stride, &w, &dy);
+        results.push((kernels.len(), "f16".to_string(), got));
+        for (slot, t, [o, dxs, dws]) in results {
             check(&o, &out, &format!("{t} forward"), [slot, 0]);
             check(&dxs, &dx, &format!("{t} input gradient"), [slot, 1]);
             check(&dws, &dw, &format!("{t} weight gradient"), [slot, 2]);
         }
     }
     for (set, name) in [(0, "exact sums"), (1, "rounded sums, f32 dy")] {
-        for (t, dtype) in ["bf16", "f16"].iter().enumerate() {
-            let [f, dx, dw] = worst[set][t];
+        for (t, [f, dx, dw]) in worst[set].iter().enumerate() {
+            let dtype = kernels
+                .get(t)
+                .map_or("f16".to_string(), |c| format!("bf16 ({c:?})"));
             eprintln!(
                 "{name}, {dtype}: largest error / Σ|terms|: forward {f:.1e}, input gradient {dx:.1e}, \
-                 weight gradient {dw:.1e} (bf16 products: {})",
-                half_gemm::bf16_dot_available()
+                 weight gradient {dw:.1e}"
             );
         }
     }

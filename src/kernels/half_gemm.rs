@@ -29,6 +29,9 @@ use half::{bf16, f16};
 
 use super::conv::Strided;
 
+#[cfg(target_arch = "x86_64")]
+mod amx;
+
 /// Rows of a register tile.
 const MR: usize = 8;
 /// Columns of a register tile: two 16-lane vectors.
@@ -46,6 +49,8 @@ const NC: usize = 1536;
 /// Which micro-kernel multiplies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compute {
+    /// AMX's `TDPBF16PS` on `bf16` tiles (`amx` module).
+    AmxBf16,
     /// `VDPBF16PS` on `bf16` pairs.
     Bf16Dot,
     /// `f32` FMAs on widened operands.
@@ -77,18 +82,70 @@ pub fn bf16_dot_available() -> bool {
     }
 }
 
+/// Whether [`Compute::AmxBf16`] runs in this process.
+pub fn amx_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        amx::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// The micro-kernel for operands of these types: `bf16` products wherever a `bf16` operand meets no `f16` one
-/// and the CPU has them, `f32` FMAs otherwise (an `f16` value rounded to `bf16` would lose 3 of its bits).
+/// and the CPU has them (AMX tiles first), `f32` FMAs otherwise (an `f16` value rounded to `bf16` would lose 3
+/// of its bits).
 pub fn compute_for(lhs: &Src, rhs: &Src) -> Compute {
     let has = |f: fn(&Src) -> bool| f(lhs) || f(rhs);
-    if has(|s| matches!(s, Src::Bf16(_)))
-        && !has(|s| matches!(s, Src::F16(_)))
-        && bf16_dot_available()
-    {
+    if !has(|s| matches!(s, Src::Bf16(_))) || has(|s| matches!(s, Src::F16(_))) {
+        Compute::F32Fma
+    } else if let Some(forced) = forced() {
+        forced
+    } else if amx_available() {
+        Compute::AmxBf16
+    } else if bf16_dot_available() {
         Compute::Bf16Dot
     } else {
         Compute::F32Fma
     }
+}
+
+/// [`force`]'s choice: 0 none, else `1 +` the index in [`FORCEABLE`].
+static FORCED: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+const FORCEABLE: [Compute; 3] = [Compute::AmxBf16, Compute::Bf16Dot, Compute::F32Fma];
+
+/// Makes every later GEMM of `bf16` operands run on `compute` (`None`: the fastest this CPU has), process-wide,
+/// so that tests and benchmarks can reach each micro-kernel on one machine. Returns false (and changes
+/// nothing) when `compute` cannot run here.
+pub fn force(compute: Option<Compute>) -> bool {
+    let runs = match compute {
+        None | Some(Compute::F32Fma) => true,
+        Some(Compute::Bf16Dot) => bf16_dot_available(),
+        Some(Compute::AmxBf16) => amx_available(),
+    };
+    if runs {
+        let code = compute.map_or(0, |c| {
+            1 + FORCEABLE.iter().position(|f| *f == c).unwrap_or(0)
+        });
+        FORCED.store(code as u8, std::sync::atomic::Ordering::Relaxed);
+    }
+    runs
+}
+
+fn forced() -> Option<Compute> {
+    match FORCED.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => None,
+        code => FORCEABLE.get(usize::from(code) - 1).copied(),
+    }
+}
+
+/// The micro-kernel `bf16` operands get now (forced or the fastest here).
+pub fn bf16_compute() -> Compute {
+    let one = bf16::ZERO;
+    let src = Src::Bf16(Strided::new(&one, 1, 1));
+    compute_for(&src, &src)
 }
 
 /// An operand in memory, in its own float type.
@@ -247,6 +304,12 @@ unsafe fn gemm_cols(
     lhs: Src,
     rhs: Src,
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if compute == Compute::AmxBf16 && k > 0 {
+        // SAFETY: the caller's; `compute_for` picks AmxBf16 only where `amx::available`.
+        unsafe { amx::gemm_cols([m, _n, k], cols, dst, accumulate, lhs, rhs) };
+        return;
+    }
     if k == 0 {
         if !accumulate {
             for i in 0..m {
@@ -259,12 +322,12 @@ unsafe fn gemm_cols(
         return;
     }
     let kc = match compute {
-        Compute::Bf16Dot => KC_BF16,
+        Compute::AmxBf16 | Compute::Bf16Dot => KC_BF16,
         Compute::F32Fma => KC_F32,
     };
     // One packed element (u32) holds a bf16 pair or an f32.
     let per_k = match compute {
-        Compute::Bf16Dot => 2,
+        Compute::AmxBf16 | Compute::Bf16Dot => 2,
         Compute::F32Fma => 1,
     };
     PACK_A.with(|pa| {
@@ -286,7 +349,7 @@ unsafe fn gemm_cols(
                     let kb = kc.min(k - p0);
                     let steps = kb.div_ceil(per_k);
                     // SAFETY: the block lies in rhs; pb holds NC/NR panels of `steps · NR` words.
-                    unsafe { pack_b(compute, &rhs, p0, kb, j0, nc, &mut pb) };
+                    unsafe { pack_b(compute, &rhs, p0, kb, j0, nc, steps, &mut pb) };
                     let load = accumulate || p0 > 0;
                     let mut i0 = 0;
                     while i0 < m {
@@ -342,7 +405,7 @@ unsafe fn pack_a(
     kb: usize,
     out: &mut [u32],
 ) {
-    let per_k = if compute == Compute::Bf16Dot { 2 } else { 1 };
+    let per_k = if compute == Compute::F32Fma { 1 } else { 2 };
     let steps = kb.div_ceil(per_k);
     for (ip, ir) in (0..mc).step_by(MR).enumerate() {
         let panel = &mut out[ip * steps * MR..][..steps * MR];
@@ -371,7 +434,7 @@ unsafe fn pack_a(
                     match (live, compute) {
                         (false, _) => 0,
                         (true, Compute::F32Fma) => lhs.f32_at(i, p0 + s).to_bits(),
-                        (true, Compute::Bf16Dot) => {
+                        (true, Compute::AmxBf16 | Compute::Bf16Dot) => {
                             let lo = lhs.bf16_at(i, p0 + 2 * s);
                             let hi = if 2 * s + 1 < kb {
                                 lhs.bf16_at(i, p0 + 2 * s + 1)
@@ -388,7 +451,9 @@ unsafe fn pack_a(
 }
 
 /// Packs `rhs[p0..p0+kb, j0..j0+nc]` into `NR`-column panels: word `(panel, step, c)` at
-/// `panel·steps·NR + step·NR + c`, pairs as in [`pack_a`]; columns and depths past the block are zero.
+/// `panel·panel_steps·NR + step·NR + c`, pairs as in [`pack_a`]; columns and depths past the block (up to
+/// `panel_steps`, at least the block's steps) are zero.
+#[allow(clippy::too_many_arguments)]
 unsafe fn pack_b(
     compute: Compute,
     rhs: &Src,
@@ -396,12 +461,20 @@ unsafe fn pack_b(
     kb: usize,
     j0: usize,
     nc: usize,
+    panel_steps: usize,
     out: &mut [u32],
 ) {
-    let per_k = if compute == Compute::Bf16Dot { 2 } else { 1 };
+    let per_k = if compute == Compute::F32Fma { 1 } else { 2 };
     let steps = kb.div_ceil(per_k);
+    let compute = if compute == Compute::AmxBf16 {
+        Compute::Bf16Dot
+    } else {
+        compute
+    };
     for (jp, jr) in (0..nc).step_by(NR).enumerate() {
-        let panel = &mut out[jp * steps * NR..][..steps * NR];
+        let panel = &mut out[jp * panel_steps * NR..][..panel_steps * NR];
+        panel[steps * NR..].fill(0);
+        let panel = &mut panel[..steps * NR];
         let width = NR.min(nc - jr);
         #[cfg(target_arch = "x86_64")]
         if width == NR && rhs.rows_contiguous() {
@@ -426,7 +499,7 @@ unsafe fn pack_b(
                     match (c < width, compute) {
                         (false, _) => 0,
                         (true, Compute::F32Fma) => rhs.f32_at(p0 + s, j).to_bits(),
-                        (true, Compute::Bf16Dot) => {
+                        (true, Compute::AmxBf16 | Compute::Bf16Dot) => {
                             let lo = rhs.bf16_at(p0 + 2 * s, j);
                             let hi = if 2 * s + 1 < kb {
                                 rhs.bf16_at(p0 + 2 * s + 1, j)
@@ -448,7 +521,7 @@ unsafe fn kernel(compute: Compute, steps: usize, a: *const u32, b: *const u32, t
     // SAFETY: the caller's; `gemm` runs only where `available` (and for Bf16Dot, `bf16_dot_available`).
     unsafe {
         let acc = match compute {
-            Compute::Bf16Dot => x86::tile_bf16(steps, a, b),
+            Compute::AmxBf16 | Compute::Bf16Dot => x86::tile_bf16(steps, a, b),
             Compute::F32Fma => x86::tile_f32(steps, a, b),
         };
         x86::store(acc, tile);
@@ -562,7 +635,7 @@ mod x86 {
 
     /// 32 values of one row from `(i, j)` as bf16 bits (zero when `i` is past the block: `live` false).
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    unsafe fn row_bf16(src: &Src, i: usize, j: usize, live: bool) -> __m512i {
+    pub(super) unsafe fn row_bf16(src: &Src, i: usize, j: usize, live: bool) -> __m512i {
         if !live {
             return _mm512_setzero_si512();
         }
@@ -613,7 +686,7 @@ mod x86 {
         // SAFETY: the caller's.
         unsafe {
             match compute {
-                Compute::Bf16Dot => pack_rows_bf16(rhs, p0, kb, j, panel),
+                Compute::AmxBf16 | Compute::Bf16Dot => pack_rows_bf16(rhs, p0, kb, j, panel),
                 Compute::F32Fma => pack_rows_f32(rhs, p0, kb, j, panel),
             }
         }
@@ -649,12 +722,12 @@ mod x86 {
     /// Scalar words of `src` at `(i, p)` as packed for `compute` (the pair `(p, p + 1)` for Bf16Dot, zero past
     /// `end`).
     #[inline(always)]
-    unsafe fn word(compute: Compute, src: &Src, i: usize, p: usize, end: usize) -> u32 {
+    pub(super) unsafe fn word(compute: Compute, src: &Src, i: usize, p: usize, end: usize) -> u32 {
         // SAFETY: the caller's: (i, p) lies in src, and (i, p + 1) when p + 1 < end.
         unsafe {
             match compute {
                 Compute::F32Fma => src.f32_at(i, p).to_bits(),
-                Compute::Bf16Dot => {
+                Compute::AmxBf16 | Compute::Bf16Dot => {
                     let hi = if p + 1 < end {
                         src.bf16_at(i, p + 1)
                     } else {
@@ -680,7 +753,9 @@ mod x86 {
         // SAFETY: the caller's.
         unsafe {
             match compute {
-                Compute::Bf16Dot => pack_a_rows_bf16(lhs, i, rows, p0, kb, panel),
+                Compute::AmxBf16 | Compute::Bf16Dot => {
+                    pack_a_rows_bf16(lhs, i, rows, p0, kb, panel)
+                }
                 Compute::F32Fma => pack_a_rows_f32(lhs, i, rows, p0, kb, panel),
             }
         }
@@ -770,7 +845,7 @@ mod x86 {
         // SAFETY: the caller's.
         unsafe {
             match compute {
-                Compute::Bf16Dot => pack_a_cols_bf16(lhs, i, p0, kb, panel),
+                Compute::AmxBf16 | Compute::Bf16Dot => pack_a_cols_bf16(lhs, i, p0, kb, panel),
                 Compute::F32Fma => pack_a_cols_f32(lhs, i, p0, kb, panel),
             }
         }
@@ -845,7 +920,7 @@ mod x86 {
         // SAFETY: the caller's.
         unsafe {
             match compute {
-                Compute::Bf16Dot => pack_cols_bf16(rhs, p0, kb, j, panel),
+                Compute::AmxBf16 | Compute::Bf16Dot => pack_cols_bf16(rhs, p0, kb, j, panel),
                 Compute::F32Fma => pack_cols_f32(rhs, p0, kb, j, panel),
             }
         }
@@ -979,6 +1054,9 @@ mod tests {
         if bf16_dot_available() {
             computes.push(Compute::Bf16Dot);
         }
+        if amx_available() {
+            computes.push(Compute::AmxBf16);
+        }
         for &(m, n, k) in &[
             (1, 1, 1),
             (9, 33, 7),
@@ -1007,7 +1085,9 @@ mod tests {
                             rhs
                         };
                         let round = |v: f32| match compute {
-                            Compute::Bf16Dot => f64::from(bf16::from_f32(v).to_f32()),
+                            Compute::AmxBf16 | Compute::Bf16Dot => {
+                                f64::from(bf16::from_f32(v).to_f32())
+                            }
                             Compute::F32Fma => f64::from(v),
                         };
                         let b_val = |p: usize, j: usize| match (compute, transposed) {
