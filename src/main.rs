@@ -324,8 +324,8 @@ enum Bf16Kernel {
 }
 
 impl Bf16Kernel {
-    /// Forces the kernel for this process, or says why it cannot run here.
-    fn apply(self) -> Result<()> {
+    /// Forces the kernel for this process, or says why it cannot run here; names the one bf16 runs on.
+    fn apply(self, precision: Precision) -> Result<()> {
         use yolo_burn::kernels::half_gemm::{force, Compute};
         let compute = match self {
             Bf16Kernel::Auto => None,
@@ -339,10 +339,12 @@ impl Bf16Kernel {
                  permission, avx512-bf16 needs AVX512_BF16); use auto"
             );
         }
-        eprintln!(
-            "bf16 GEMM micro-kernel: {:?}",
-            yolo_burn::kernels::half_gemm::bf16_compute()
-        );
+        if precision == Precision::Bf16 {
+            eprintln!(
+                "bf16 GEMM micro-kernel: {:?}",
+                yolo_burn::kernels::half_gemm::bf16_compute()
+            );
+        }
         Ok(())
     }
 }
@@ -569,7 +571,7 @@ fn bench_conv(args: &ConvBenchArgs) -> Result<()> {
         );
     }
     yolo_burn::kernels::select(args.kernels);
-    args.bf16_kernel.apply()?;
+    args.bf16_kernel.apply(args.precision)?;
     let job = yolo_burn::bench::conv_stack::ConvStackBench {
         imgsz: args.imgsz,
         batch: args.batch.max(1),
@@ -1398,7 +1400,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
     let choice = bench_backend(&args.backend, args.imgsz)?;
     yolo_burn::amp::check_backend(choice, args.precision).context("--precision")?;
     yolo_burn::kernels::select(args.kernels);
-    args.bf16_kernel.apply()?;
+    args.bf16_kernel.apply(args.precision)?;
     let job = ModelBench {
         model: YoloConfig::new(args.arch, args.scale, 80),
         imgsz: args.imgsz,

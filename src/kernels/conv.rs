@@ -16,6 +16,8 @@ use std::cell::RefCell;
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
+use half::bf16;
+
 use super::dot;
 use super::half_gemm::{self, Elem, Src};
 use super::taps::{self, Wide};
@@ -271,6 +273,30 @@ fn forward_image<T: Elem>(g: &ConvGeometry, x: &[T], w: &[T], out: &mut [f32], p
                 taps::forward(g, &wide, w_g, xp, out_wide, par);
                 taps::narrow(g, &wide, out_wide, out_g);
             });
+        } else if let Some(x_g) =
+            T::bf16s(x_g).filter(|_| half_gemm::bf16_compute() == half_gemm::Compute::AmxBf16)
+        {
+            // 32 words of slack: the last tile row reads whole 16-column runs.
+            let words = half_gemm::pair_rows(k) * n + 32;
+            with_scratch::<bf16, _>(2 * n, words, |rows, pairs| {
+                let pairs: &mut [u32] = bytemuck::cast_slice_mut(pairs);
+                im2col_pairs(g, x_g, pairs, rows);
+                let rhs = half_gemm::Pairs {
+                    ptr: pairs.as_ptr(),
+                    row: n,
+                };
+                // SAFETY: out_g is m×n and w_g m×k row-major; `pairs` holds `pair_rows(k)` rows of n words
+                // and 32 more, as `gemm_pairs` reads them; AMX is available (the kernel choice above).
+                unsafe {
+                    half_gemm::gemm_pairs(
+                        [m, n, k],
+                        Strided::new(out_g.as_mut_ptr(), n, 1),
+                        T::src(w_g.as_ptr(), k, 1),
+                        rhs,
+                        par,
+                    )
+                }
+            });
         } else {
             with_col(k * n, |col: &mut [T]| {
                 im2col(g, x_g, col);
@@ -477,45 +503,88 @@ fn valid_range(out: usize, input: usize, stride: usize, k: usize, pad: usize) ->
 
 /// `col[(ci, ky, kx), (oy, ox)] = x[ci, oy·s + ky − p, ox·s + kx − p]`, zero outside the image.
 fn im2col<T: Elem>(g: &ConvGeometry, x: &[T], col: &mut [T]) {
-    let (oh, ow) = (g.out_h(), g.out_w());
-    let n = oh * ow;
+    let n = g.out_hw();
+    for (r, dst) in col.chunks_exact_mut(n).take(g.k()).enumerate() {
+        col_row(g, x, r, dst);
+    }
+}
+
+/// im2col written straight into AMX's `B` layout ([`half_gemm::Pairs`]): word `(s, j)` of `out` holds rows
+/// `2s` and `2s + 1` of the im2col matrix at column `j`, rows past `k` zero, so the GEMM reads its tiles in
+/// place instead of packing a plain im2col matrix again. `rows` is scratch for two rows.
+fn im2col_pairs(g: &ConvGeometry, x: &[bf16], out: &mut [u32], rows: &mut [bf16]) {
+    let (n, k) = (g.out_hw(), g.k());
+    let (lo, hi) = rows.split_at_mut(n);
+    for (s, dst) in out
+        .chunks_exact_mut(n)
+        .take(half_gemm::pair_rows(k))
+        .enumerate()
+    {
+        if 2 * s >= k {
+            dst.fill(0);
+            continue;
+        }
+        col_row(g, x, 2 * s, lo);
+        if 2 * s + 1 < k {
+            col_row(g, x, 2 * s + 1, &mut hi[..n]);
+        } else {
+            hi[..n].fill(bf16::ZERO);
+        }
+        super::half_slice::interleave(lo, &hi[..n], dst);
+    }
+}
+
+/// Row `r = (ci, ky, kx)` of the im2col matrix.
+fn col_row<T: Elem>(g: &ConvGeometry, x: &[T], r: usize, dst: &mut [T]) {
+    let ow = g.out_w();
     let [sy, sx] = g.stride;
     let [py, px] = g.pad;
-    let mut row = 0;
-    for ci in 0..g.cin_g() {
-        let plane = &x[ci * g.h * g.w..][..g.h * g.w];
-        for ky in 0..g.kh {
-            for kx in 0..g.kw {
-                let dst = &mut col[row * n..][..n];
-                row += 1;
-                let (lo, hi) = valid_range(ow, g.w, sx, kx, px);
-                for oy in 0..oh {
-                    let out_row = &mut dst[oy * ow..][..ow];
-                    let iy = (oy * sy + ky) as isize - py as isize;
-                    if iy < 0 || iy >= g.h as isize {
-                        out_row.fill(T::ZERO);
-                        continue;
-                    }
-                    let src = &plane[iy as usize * g.w..][..g.w];
-                    out_row[..lo].fill(T::ZERO);
-                    out_row[hi..].fill(T::ZERO);
-                    if lo == hi {
-                        continue;
-                    }
-                    let first = lo * sx + kx - px;
-                    if sx == 1 {
-                        out_row[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
-                    } else if sx == 2 {
-                        every_other(&src[first..], &mut out_row[lo..hi]);
-                    } else {
-                        for (d, s) in out_row[lo..hi]
-                            .iter_mut()
-                            .zip(src[first..].iter().step_by(sx))
-                        {
-                            *d = *s;
-                        }
-                    }
-                }
+    let (ci, ky, kx) = (r / (g.kh * g.kw), r / g.kw % g.kh, r % g.kw);
+    let plane = &x[ci * g.h * g.w..][..g.h * g.w];
+    let (lo, hi) = valid_range(ow, g.w, sx, kx, px);
+    if sx == 1 && sy == 1 && ow == g.w {
+        // A "same" conv's row is the plane shifted by (ky − py, kx − px): one copy of the whole run, then the
+        // columns that wrapped into the next row zeroed (a copy per output row cost more than the copying at
+        // YOLO's 10–40 px deep layers).
+        let (oy_lo, oy_hi) = valid_range(g.out_h(), g.h, 1, ky, py);
+        if oy_lo >= oy_hi || lo >= hi {
+            dst.fill(T::ZERO);
+            return;
+        }
+        let (start, end) = (oy_lo * ow + lo, (oy_hi - 1) * ow + hi);
+        let from = (oy_lo + ky - py) * g.w + lo + kx - px;
+        dst[..start].fill(T::ZERO);
+        dst[start..end].copy_from_slice(&plane[from..from + (end - start)]);
+        dst[end..].fill(T::ZERO);
+        for out_row in dst.chunks_exact_mut(ow).take(oy_hi).skip(oy_lo) {
+            out_row[..lo].fill(T::ZERO);
+            out_row[hi..].fill(T::ZERO);
+        }
+        return;
+    }
+    for (oy, out_row) in dst.chunks_exact_mut(ow).enumerate() {
+        let iy = (oy * sy + ky) as isize - py as isize;
+        if iy < 0 || iy >= g.h as isize {
+            out_row.fill(T::ZERO);
+            continue;
+        }
+        let src = &plane[iy as usize * g.w..][..g.w];
+        out_row[..lo].fill(T::ZERO);
+        out_row[hi..].fill(T::ZERO);
+        if lo == hi {
+            continue;
+        }
+        let first = lo * sx + kx - px;
+        if sx == 1 {
+            out_row[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
+        } else if sx == 2 {
+            every_other(&src[first..], &mut out_row[lo..hi]);
+        } else {
+            for (d, s) in out_row[lo..hi]
+                .iter_mut()
+                .zip(src[first..].iter().step_by(sx))
+            {
+                *d = *s;
             }
         }
     }
@@ -600,7 +669,10 @@ unsafe fn every_other_avx512_u16(src: &[u16], dst: &mut [u16]) -> usize {
 }
 
 /// The adjoint of [`im2col`]: `dx[ci, iy, ix] = Σ dcol[(ci, ky, kx), (oy, ox)]` over the positions that read it.
-fn col2im(g: &ConvGeometry, dcol: &[f32], dx: &mut [f32]) {
+///
+/// `dcol` is scratch: a "same" conv's rows have the columns that read outside the image zeroed, so that each row
+/// adds to the plane as one shifted run (the mirror of [`col_row`]'s copy).
+fn col2im(g: &ConvGeometry, dcol: &mut [f32], dx: &mut [f32]) {
     let (oh, ow) = (g.out_h(), g.out_w());
     let n = oh * ow;
     let [sy, sx] = g.stride;
@@ -611,10 +683,29 @@ fn col2im(g: &ConvGeometry, dcol: &[f32], dx: &mut [f32]) {
         let plane = &mut dx[ci * g.h * g.w..][..g.h * g.w];
         for ky in 0..g.kh {
             for kx in 0..g.kw {
-                let src = &dcol[row * n..][..n];
+                let src = &mut dcol[row * n..][..n];
                 row += 1;
                 let (lo, hi) = valid_range(ow, g.w, sx, kx, px);
                 if lo >= hi {
+                    continue;
+                }
+                if sx == 1 && sy == 1 && ow == g.w {
+                    let (oy_lo, oy_hi) = valid_range(oh, g.h, 1, ky, py);
+                    if oy_lo >= oy_hi {
+                        continue;
+                    }
+                    for in_row in src.chunks_exact_mut(ow).take(oy_hi).skip(oy_lo) {
+                        in_row[..lo].fill(0.0);
+                        in_row[hi..].fill(0.0);
+                    }
+                    let (start, end) = (oy_lo * ow + lo, (oy_hi - 1) * ow + hi);
+                    let from = (oy_lo + ky - py) * g.w + lo + kx - px;
+                    for (d, s) in plane[from..from + (end - start)]
+                        .iter_mut()
+                        .zip(&src[start..end])
+                    {
+                        *d += *s;
+                    }
                     continue;
                 }
                 for oy in 0..oh {

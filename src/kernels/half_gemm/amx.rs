@@ -18,7 +18,7 @@ use std::arch::asm;
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-use super::{x86, Compute, Src, Strided, NR};
+use super::{x86, Compute, Pairs, Src, Strided, NR};
 
 /// Rows of a register tile: two 16-row `A` tiles.
 const MR: usize = 32;
@@ -81,6 +81,15 @@ thread_local! {
     static PACK_B: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// Where the `B` tiles come from.
+#[derive(Clone, Copy)]
+pub(super) enum Rhs {
+    /// Packed here, block by block.
+    Pack(Src),
+    /// Read in place.
+    Pairs(Pairs),
+}
+
 /// `super::gemm_cols` on AMX tiles.
 ///
 /// # Safety
@@ -91,7 +100,7 @@ pub(super) unsafe fn gemm_cols(
     dst: Strided<*mut f32>,
     accumulate: bool,
     lhs: Src,
-    rhs: Src,
+    rhs: Rhs,
 ) {
     PACK_A.with(|pa| {
         PACK_B.with(|pb| {
@@ -113,9 +122,30 @@ pub(super) unsafe fn gemm_cols(
                 while p0 < k {
                     let kb = KC.min(k - p0);
                     let steps = kb.div_ceil(2).next_multiple_of(TILE_STEPS);
-                    // SAFETY: the block lies in rhs; pb holds NC/NR panels of `steps · NR` words.
-                    unsafe {
-                        super::pack_b(Compute::Bf16Dot, &rhs, p0, kb, j0, nc, steps, &mut pb)
+                    // B panel `jp`'s first word and the bytes between its steps.
+                    let (b_base, b_stride) = match rhs {
+                        Rhs::Pack(src) => {
+                            // SAFETY: the block lies in rhs; pb holds NC/NR panels of `steps · NR` words.
+                            unsafe {
+                                super::pack_b(
+                                    Compute::Bf16Dot,
+                                    &src,
+                                    p0,
+                                    kb,
+                                    j0,
+                                    nc,
+                                    steps,
+                                    &mut pb,
+                                )
+                            };
+                            (pb.as_ptr(), steps * NR)
+                        }
+                        // SAFETY: pair row p0 / 2 from column j0 lies in the operand (`Pairs`' contract).
+                        Rhs::Pairs(pairs) => (unsafe { pairs.ptr.add(p0 / 2 * pairs.row + j0) }, 0),
+                    };
+                    let (b_panel, b_row) = match rhs {
+                        Rhs::Pack(_) => (b_stride, NR),
+                        Rhs::Pairs(pairs) => (NR, pairs.row),
                     };
                     let load = accumulate || p0 > 0;
                     let mut i0 = 0;
@@ -124,7 +154,7 @@ pub(super) unsafe fn gemm_cols(
                         // SAFETY: as for pack_b.
                         unsafe { pack_a(&lhs, i0, mc, p0, kb, steps, &mut pa) };
                         for (jp, jr) in (0..nc).step_by(NR).enumerate() {
-                            let b = pb[jp * steps * NR..].as_ptr();
+                            let b = b_base.add(jp * b_panel);
                             for (ip, ir) in (0..mc).step_by(MR).enumerate() {
                                 let a = pa[ip * MR * steps..].as_ptr();
                                 let tile = Tile {
@@ -136,7 +166,7 @@ pub(super) unsafe fn gemm_cols(
                                     load,
                                 };
                                 // SAFETY: the panels hold `steps` steps; the tile lies in dst.
-                                unsafe { kernel(steps, a, b, tile) };
+                                unsafe { kernel(steps, a, b, b_row, tile) };
                             }
                         }
                         i0 += mc;
@@ -176,11 +206,11 @@ unsafe fn configure() {
 
 /// One 32 × 32 tile of `dst` over `steps` packed steps: accumulators start from `dst` (when `load`) or zero,
 /// and are stored straight into `dst` when the tile is whole and its rows contiguous, else through a buffer.
-unsafe fn kernel(steps: usize, a: *const u32, b: *const u32, t: Tile) {
+unsafe fn kernel(steps: usize, a: *const u32, b: *const u32, b_row: usize, t: Tile) {
     let direct = t.rows == MR && t.cols == NR && t.col == 1;
     let half = t.rows <= 16;
     let a_stride = steps * 4;
-    let b_stride = NR * 4;
+    let b_stride = b_row * 4;
     let dst_stride = t.row * 4;
     // SAFETY: the caller's: the panels hold `steps` steps of 32 rows / 32 columns, and a direct tile's 32 × 32
     // elements lie in dst with rows `t.row` apart.
@@ -207,7 +237,7 @@ unsafe fn kernel(steps: usize, a: *const u32, b: *const u32, t: Tile) {
         }
         for q in 0..steps / TILE_STEPS {
             let a0 = a.add(q * TILE_STEPS);
-            let b0 = b.add(q * TILE_STEPS * NR);
+            let b0 = b.add(q * TILE_STEPS * b_row);
             if half {
                 asm!(
                     "tileloadd tmm4, [{a} + {sa}*1]",
