@@ -16,8 +16,6 @@ use std::cell::RefCell;
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
-use half::bf16;
-
 use super::dot;
 use super::half_gemm::{self, Elem, Src};
 use super::taps::{self, Wide};
@@ -273,30 +271,6 @@ fn forward_image<T: Elem>(g: &ConvGeometry, x: &[T], w: &[T], out: &mut [f32], p
                 taps::forward(g, &wide, w_g, xp, out_wide, par);
                 taps::narrow(g, &wide, out_wide, out_g);
             });
-        } else if let Some(x_g) =
-            T::bf16s(x_g).filter(|_| half_gemm::bf16_compute() == half_gemm::Compute::AmxBf16)
-        {
-            // 32 words of slack: the last tile row reads whole 16-column runs.
-            let words = half_gemm::pair_rows(k) * n + 32;
-            with_scratch::<bf16, _>(2 * n, words, |rows, pairs| {
-                let pairs: &mut [u32] = bytemuck::cast_slice_mut(pairs);
-                im2col_pairs(g, x_g, pairs, rows);
-                let rhs = half_gemm::Pairs {
-                    ptr: pairs.as_ptr(),
-                    row: n,
-                };
-                // SAFETY: out_g is m×n and w_g m×k row-major; `pairs` holds `pair_rows(k)` rows of n words
-                // and 32 more, as `gemm_pairs` reads them; AMX is available (the kernel choice above).
-                unsafe {
-                    half_gemm::gemm_pairs(
-                        [m, n, k],
-                        Strided::new(out_g.as_mut_ptr(), n, 1),
-                        T::src(w_g.as_ptr(), k, 1),
-                        rhs,
-                        par,
-                    )
-                }
-            });
         } else {
             with_col(k * n, |col: &mut [T]| {
                 im2col(g, x_g, col);
@@ -509,31 +483,6 @@ fn im2col<T: Elem>(g: &ConvGeometry, x: &[T], col: &mut [T]) {
     }
 }
 
-/// im2col written straight into AMX's `B` layout ([`half_gemm::Pairs`]): word `(s, j)` of `out` holds rows
-/// `2s` and `2s + 1` of the im2col matrix at column `j`, rows past `k` zero, so the GEMM reads its tiles in
-/// place instead of packing a plain im2col matrix again. `rows` is scratch for two rows.
-fn im2col_pairs(g: &ConvGeometry, x: &[bf16], out: &mut [u32], rows: &mut [bf16]) {
-    let (n, k) = (g.out_hw(), g.k());
-    let (lo, hi) = rows.split_at_mut(n);
-    for (s, dst) in out
-        .chunks_exact_mut(n)
-        .take(half_gemm::pair_rows(k))
-        .enumerate()
-    {
-        if 2 * s >= k {
-            dst.fill(0);
-            continue;
-        }
-        col_row(g, x, 2 * s, lo);
-        if 2 * s + 1 < k {
-            col_row(g, x, 2 * s + 1, &mut hi[..n]);
-        } else {
-            hi[..n].fill(bf16::ZERO);
-        }
-        super::half_slice::interleave(lo, &hi[..n], dst);
-    }
-}
-
 /// Row `r = (ci, ky, kx)` of the im2col matrix.
 fn col_row<T: Elem>(g: &ConvGeometry, x: &[T], r: usize, dst: &mut [T]) {
     let ow = g.out_w();
@@ -620,16 +569,16 @@ fn every_other<T: Elem>(src: &[T], dst: &mut [T]) {
     }
     for (d, s) in dst[done..]
         .iter_mut()
-        .zip(src[2 * done..].iter().step_by(2))
+        .zip(src.get(2 * done..).unwrap_or_default().iter().step_by(2))
     {
         *d = *s;
     }
 }
 
-/// The first `16·j` outputs of [`every_other`], for the largest `j` whose 32-float loads stay inside `src`;
-/// returns `16·j`.
+/// [`every_other`] in blocks of 16 outputs and one masked block for the tail; returns how many outputs it wrote
+/// (all of them when `src` holds the `2·len − 1` inputs the caller checks).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn every_other_avx512(src: &[f32], dst: &mut [f32]) -> usize {
     use std::arch::x86_64::*;
     let blocks = (dst.len() / 16).min(src.len() / 32);
@@ -642,6 +591,21 @@ unsafe fn every_other_avx512(src: &[f32], dst: &mut [f32]) -> usize {
             let v = _mm512_permutex2var_ps(lo, even, hi);
             _mm512_storeu_ps(dst.as_mut_ptr().add(16 * j), v);
         }
+    }
+    // The tail (YOLO's deep rows are 10–40 wide, mostly tail) with masked loads and stores.
+    let rest = (dst.len() - 16 * blocks).min(16);
+    let avail = (src.len() - 32 * blocks).min(32);
+    if rest > 0 && avail >= 2 * rest - 1 {
+        let mask = |n: usize| -> __mmask16 { ((1u32 << n.min(16)) - 1) as __mmask16 };
+        // SAFETY: the masks cover `avail` source elements from 32·blocks (inside src) and `rest` outputs.
+        unsafe {
+            let s = src.as_ptr().add(32 * blocks);
+            let lo = _mm512_maskz_loadu_ps(mask(avail), s);
+            let hi = _mm512_maskz_loadu_ps(mask(avail.saturating_sub(16)), s.add(16));
+            let v = _mm512_permutex2var_ps(lo, even, hi);
+            _mm512_mask_storeu_ps(dst.as_mut_ptr().add(16 * blocks), mask(rest), v);
+        }
+        return 16 * blocks + rest;
     }
     16 * blocks
 }
@@ -664,6 +628,20 @@ unsafe fn every_other_avx512_u16(src: &[u16], dst: &mut [u16]) -> usize {
             let v = _mm512_permutex2var_epi16(lo, even, hi);
             _mm512_storeu_si512(dst.as_mut_ptr().add(32 * j).cast(), v);
         }
+    }
+    let rest = (dst.len() - 32 * blocks).min(32);
+    let avail = (src.len() - 64 * blocks).min(64);
+    if rest > 0 && avail >= 2 * rest - 1 {
+        let mask = |n: usize| -> __mmask32 { ((1u64 << n.min(32)) - 1) as __mmask32 };
+        // SAFETY: as in `every_other_avx512`.
+        unsafe {
+            let s = src.as_ptr().add(64 * blocks);
+            let lo = _mm512_maskz_loadu_epi16(mask(avail), s.cast());
+            let hi = _mm512_maskz_loadu_epi16(mask(avail.saturating_sub(32)), s.add(32).cast());
+            let v = _mm512_permutex2var_epi16(lo, even, hi);
+            _mm512_mask_storeu_epi16(dst.as_mut_ptr().add(32 * blocks).cast(), mask(rest), v);
+        }
+        return 32 * blocks + rest;
     }
     32 * blocks
 }

@@ -165,10 +165,6 @@ unsafe impl Sync for Src {}
 pub trait Elem: Copy + Send + Sync + 'static {
     const ZERO: Self;
     fn src(ptr: *const Self, row: usize, col: usize) -> Src;
-    /// The slice as `bf16`, where it is.
-    fn bf16s(_: &[Self]) -> Option<&[bf16]> {
-        None
-    }
 }
 
 impl Elem for f32 {
@@ -182,9 +178,6 @@ impl Elem for bf16 {
     const ZERO: Self = bf16::ZERO;
     fn src(ptr: *const Self, row: usize, col: usize) -> Src {
         Src::Bf16(Strided::new(ptr, row, col))
-    }
-    fn bf16s(s: &[Self]) -> Option<&[bf16]> {
-        Some(s)
     }
 }
 
@@ -259,70 +252,15 @@ pub unsafe fn gemm(
     if m == 0 || n == 0 {
         return;
     }
-    let dst = SendPtr(dst);
-    by_columns(n, par, |cols| {
-        // SAFETY: each run writes only its own columns of `dst`; the rest is the caller's contract.
-        unsafe { gemm_cols(compute, [m, n, k], cols, dst.get(), accumulate, lhs, rhs) }
-    });
-}
-
-/// An rhs already in AMX's `B` layout, as [`pair_rows`] describes: word `(s, j)` at `ptr[s·row + j]` holds
-/// elements `(2s, j)` (low half) and `(2s + 1, j)` as `bf16`.
-#[derive(Clone, Copy)]
-pub struct Pairs {
-    pub ptr: *const u32,
-    /// Words between pair rows (at least the column count).
-    pub row: usize,
-}
-
-// SAFETY: a read-only view, as `Src`.
-unsafe impl Send for Pairs {}
-unsafe impl Sync for Pairs {}
-
-/// Pair rows a [`Pairs`] operand of depth `k` holds: `k / 2` rounded up to a whole AMX tile (16), the rows past
-/// `k` zero. The memory must also be readable for 32 words past the last row's columns (a tile reads whole
-/// 16-column runs; what it reads there lands only in columns that are not stored).
-pub fn pair_rows(k: usize) -> usize {
-    k.div_ceil(2).next_multiple_of(16)
-}
-
-/// `dst = lhs · rhs` on AMX tiles with `rhs` already in pairs (no packing of it): the conv forward's im2col
-/// written straight into that layout.
-///
-/// # Safety
-/// As [`gemm`], with `rhs` as [`Pairs`] and [`pair_rows`] describe; [`amx_available`] must be true.
-pub unsafe fn gemm_pairs(
-    [m, n, k]: [usize; 3],
-    dst: Strided<*mut f32>,
-    lhs: Src,
-    rhs: Pairs,
-    par: Parallelism,
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        let dst = SendPtr(dst);
-        by_columns(n, par, |cols| {
-            // SAFETY: each run writes only its own columns of `dst`; the rest is the caller's contract.
-            unsafe { amx::gemm_cols([m, n, k], cols, dst.get(), false, lhs, amx::Rhs::Pairs(rhs)) }
-        });
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (k, dst, lhs, rhs, par);
-        unreachable!("no AMX off x86_64");
-    }
-}
-
-/// Runs `run` over column ranges of `0..n`: one range, or one per thread (whole `NR` panels each).
-fn by_columns(n: usize, par: Parallelism, run: impl Fn(std::ops::Range<usize>) + Sync) {
     let threads = match par {
         Parallelism::Rayon(t) if n >= 2 * NR => t.max(1),
         _ => 1,
     };
-    let run = &run;
+    let dst = SendPtr(dst);
+    let run = |cols: std::ops::Range<usize>| {
+        // SAFETY: each run writes only its own columns of `dst`; the rest is the caller's contract.
+        unsafe { gemm_cols(compute, [m, n, k], cols, dst.get(), accumulate, lhs, rhs) }
+    };
     if threads == 1 {
         run(0..n);
     } else {
@@ -369,7 +307,7 @@ unsafe fn gemm_cols(
     #[cfg(target_arch = "x86_64")]
     if compute == Compute::AmxBf16 && k > 0 {
         // SAFETY: the caller's; `compute_for` picks AmxBf16 only where `amx::available`.
-        unsafe { amx::gemm_cols([m, _n, k], cols, dst, accumulate, lhs, amx::Rhs::Pack(rhs)) };
+        unsafe { amx::gemm_cols([m, _n, k], cols, dst, accumulate, lhs, rhs) };
         return;
     }
     if k == 0 {

@@ -52,20 +52,6 @@ macro_rules! half_slice {
 half_slice!(bf16, widen_bf16, round_bf16, "avx512bf16");
 half_slice!(f16, widen_f16, round_f16, "avx512f");
 
-/// `out[i] = lo[i] | hi[i] << 16` as bits: two `bf16` rows as the pairs `VDPBF16PS` and AMX multiply.
-pub fn interleave(lo: &[bf16], hi: &[bf16], out: &mut [u32]) {
-    assert!(lo.len() == out.len() && hi.len() == out.len());
-    let mut done = 0;
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: AVX-512F is present; the lengths match.
-        done = unsafe { x86::interleave(lo, hi, out) };
-    }
-    for ((o, l), h) in out[done..].iter_mut().zip(&lo[done..]).zip(&hi[done..]) {
-        *o = u32::from(l.to_bits()) | (u32::from(h.to_bits()) << 16);
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
@@ -111,21 +97,6 @@ mod x86 {
             unsafe {
                 let h = _mm256_loadu_si256(src.as_ptr().add(i).cast());
                 _mm512_storeu_ps(out.as_mut_ptr().add(i), _mm512_cvtph_ps(h));
-            }
-        }
-        n
-    }
-
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn interleave(lo: &[bf16], hi: &[bf16], out: &mut [u32]) -> usize {
-        let n = out.len() / 16 * 16;
-        for i in (0..n).step_by(16) {
-            // SAFETY: i + 16 ≤ n ≤ each length.
-            unsafe {
-                let l = _mm512_cvtepu16_epi32(_mm256_loadu_si256(lo.as_ptr().add(i).cast()));
-                let h = _mm512_cvtepu16_epi32(_mm256_loadu_si256(hi.as_ptr().add(i).cast()));
-                let w = _mm512_or_si512(l, _mm512_slli_epi32::<16>(h));
-                _mm512_storeu_si512(out.as_mut_ptr().add(i).cast(), w);
             }
         }
         n
@@ -181,20 +152,5 @@ mod tests {
         assert!(wide.iter().zip(&b).all(|(w, x)| *w == x.to_f32()));
         h.widen_into(&mut wide);
         assert!(wide.iter().zip(&h).all(|(w, x)| *w == x.to_f32()));
-        let rev: Vec<bf16> = b.iter().rev().copied().collect();
-        let mut pairs = vec![0u32; b.len()];
-        interleave(&b, &rev, &mut pairs);
-        for (i, p) in pairs.iter().enumerate() {
-            assert_eq!(
-                *p & 0xffff,
-                u32::from(b[i].to_bits()),
-                "low half of pair {i}"
-            );
-            assert_eq!(
-                *p >> 16,
-                u32::from(rev[i].to_bits()),
-                "high half of pair {i}"
-            );
-        }
     }
 }

@@ -18,16 +18,16 @@ use std::arch::asm;
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-use super::{x86, Compute, Pairs, Src, Strided, NR};
+use super::{x86, Compute, Src, Strided, NR};
 
 /// Rows of a register tile: two 16-row `A` tiles.
 const MR: usize = 32;
 /// Depth of a packed block in `k` elements (a multiple of 32, one tile's depth).
-const KC: usize = 512;
+const KC: usize = 256;
 /// Rows of a packed `lhs` block.
 const MC: usize = 128;
 /// Columns of a packed `rhs` block.
-const NC: usize = 1536;
+const NC: usize = 512;
 /// Packed steps (`bf16` pairs) in one tile's depth.
 const TILE_STEPS: usize = 16;
 
@@ -81,16 +81,12 @@ thread_local! {
     static PACK_B: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Where the `B` tiles come from.
-#[derive(Clone, Copy)]
-pub(super) enum Rhs {
-    /// Packed here, block by block.
-    Pack(Src),
-    /// Read in place.
-    Pairs(Pairs),
-}
-
 /// `super::gemm_cols` on AMX tiles.
+///
+/// Loop order: depth blocks outermost, so each `A` block is packed once and reused across every column block.
+/// The block sizes were tried at (KC, MC, NC) = (512, 128, 1536), (256, 256, 64), (256, 128, 512) and
+/// (256, 256, 256): all within this machine's ±8 % noise on the YOLOv8n bf16 step, so the middle one stays
+/// (a 16 KiB `B` panel, as the AVX-512 kernels').
 ///
 /// # Safety
 /// As [`super::gemm`]; [`available`] is true.
@@ -100,7 +96,7 @@ pub(super) unsafe fn gemm_cols(
     dst: Strided<*mut f32>,
     accumulate: bool,
     lhs: Src,
-    rhs: Rhs,
+    rhs: Src,
 ) {
     PACK_A.with(|pa| {
         PACK_B.with(|pb| {
@@ -115,46 +111,25 @@ pub(super) unsafe fn gemm_cols(
             }
             // SAFETY: `available` checked the CPU, the OS and the permission.
             unsafe { configure() };
-            let mut j0 = cols.start;
-            while j0 < cols.end {
-                let nc = NC.min(cols.end - j0);
-                let mut p0 = 0;
-                while p0 < k {
-                    let kb = KC.min(k - p0);
-                    let steps = kb.div_ceil(2).next_multiple_of(TILE_STEPS);
-                    // B panel `jp`'s first word and the bytes between its steps.
-                    let (b_base, b_stride) = match rhs {
-                        Rhs::Pack(src) => {
-                            // SAFETY: the block lies in rhs; pb holds NC/NR panels of `steps · NR` words.
-                            unsafe {
-                                super::pack_b(
-                                    Compute::Bf16Dot,
-                                    &src,
-                                    p0,
-                                    kb,
-                                    j0,
-                                    nc,
-                                    steps,
-                                    &mut pb,
-                                )
-                            };
-                            (pb.as_ptr(), steps * NR)
-                        }
-                        // SAFETY: pair row p0 / 2 from column j0 lies in the operand (`Pairs`' contract).
-                        Rhs::Pairs(pairs) => (unsafe { pairs.ptr.add(p0 / 2 * pairs.row + j0) }, 0),
-                    };
-                    let (b_panel, b_row) = match rhs {
-                        Rhs::Pack(_) => (b_stride, NR),
-                        Rhs::Pairs(pairs) => (NR, pairs.row),
-                    };
-                    let load = accumulate || p0 > 0;
-                    let mut i0 = 0;
-                    while i0 < m {
-                        let mc = MC.min(m - i0);
-                        // SAFETY: as for pack_b.
-                        unsafe { pack_a(&lhs, i0, mc, p0, kb, steps, &mut pa) };
+            let mut p0 = 0;
+            while p0 < k {
+                let kb = KC.min(k - p0);
+                let steps = kb.div_ceil(2).next_multiple_of(TILE_STEPS);
+                let load = accumulate || p0 > 0;
+                let mut i0 = 0;
+                while i0 < m {
+                    let mc = MC.min(m - i0);
+                    // SAFETY: the block lies in lhs; pa holds MC/MR panels of `steps · MR` words.
+                    unsafe { pack_a(&lhs, i0, mc, p0, kb, steps, &mut pa) };
+                    let mut j0 = cols.start;
+                    while j0 < cols.end {
+                        let nc = NC.min(cols.end - j0);
+                        // SAFETY: the block lies in rhs; pb holds NC/NR panels of `steps · NR` words.
+                        unsafe {
+                            super::pack_b(Compute::Bf16Dot, &rhs, p0, kb, j0, nc, steps, &mut pb)
+                        };
                         for (jp, jr) in (0..nc).step_by(NR).enumerate() {
-                            let b = b_base.add(jp * b_panel);
+                            let b = pb[jp * steps * NR..].as_ptr();
                             for (ip, ir) in (0..mc).step_by(MR).enumerate() {
                                 let a = pa[ip * MR * steps..].as_ptr();
                                 let tile = Tile {
@@ -166,14 +141,14 @@ pub(super) unsafe fn gemm_cols(
                                     load,
                                 };
                                 // SAFETY: the panels hold `steps` steps; the tile lies in dst.
-                                unsafe { kernel(steps, a, b, b_row, tile) };
+                                unsafe { kernel(steps, a, b, tile) };
                             }
                         }
-                        i0 += mc;
+                        j0 += nc;
                     }
-                    p0 += kb;
+                    i0 += mc;
                 }
-                j0 += nc;
+                p0 += kb;
             }
             // SAFETY: tiles were configured above; releasing returns them to their init state.
             unsafe { asm!("tilerelease", options(nostack, nomem)) };
@@ -206,11 +181,11 @@ unsafe fn configure() {
 
 /// One 32 × 32 tile of `dst` over `steps` packed steps: accumulators start from `dst` (when `load`) or zero,
 /// and are stored straight into `dst` when the tile is whole and its rows contiguous, else through a buffer.
-unsafe fn kernel(steps: usize, a: *const u32, b: *const u32, b_row: usize, t: Tile) {
+unsafe fn kernel(steps: usize, a: *const u32, b: *const u32, t: Tile) {
     let direct = t.rows == MR && t.cols == NR && t.col == 1;
     let half = t.rows <= 16;
     let a_stride = steps * 4;
-    let b_stride = b_row * 4;
+    let b_stride = NR * 4;
     let dst_stride = t.row * 4;
     // SAFETY: the caller's: the panels hold `steps` steps of 32 rows / 32 columns, and a direct tile's 32 × 32
     // elements lie in dst with rows `t.row` apart.
@@ -237,7 +212,7 @@ unsafe fn kernel(steps: usize, a: *const u32, b: *const u32, b_row: usize, t: Ti
         }
         for q in 0..steps / TILE_STEPS {
             let a0 = a.add(q * TILE_STEPS);
-            let b0 = b.add(q * TILE_STEPS * b_row);
+            let b0 = b.add(q * TILE_STEPS * NR);
             if half {
                 asm!(
                     "tileloadd tmm4, [{a} + {sa}*1]",
