@@ -5,21 +5,21 @@
 //! result (no `f32` output for BatchNorm's statistics, no `f32` accumulation across the tap GEMMs). Widening
 //! whole tensors at the op's boundary and multiplying in `f32` ran bf16 at 0.57–0.74× of our fp32
 //! (docs/benchmarks.md). Here the operands stay in their own type in memory and are converted while they are
-//! packed, one cache-sized block at a time, and the multiplication runs in one of two micro-kernels:
+//! packed, one cache-sized block at a time, and the multiplication runs in one of three micro-kernels:
 //!
+//! - [`Compute::AmxBf16`] (Intel AMX-BF16: Sapphire Rapids and later; the `amx` module): `bf16` operands as
+//!   below, multiplied on tiles by `TDPBF16PS`, whose `B` operand is exactly the pair layout packed here. Where
+//!   the OS grants it, it comes first: on such a CPU `VDPBF16PS` is slower than `f32` FMAs.
 //! - [`Compute::Bf16Dot`] (AVX512_BF16, Zen 4 and Intel Cooper Lake / Sapphire Rapids): both operands rounded
 //!   to `bf16` (nearest even) and packed in `VDPBF16PS`'s pair layout, each instruction 32 products summed
 //!   into 16 `f32` lanes, twice an `f32` FMA's work. The rounding is exactly what `torch.autocast`'s bf16 conv
 //!   does to its `f32` inputs. Like every `VDPBF16PS` user, subnormal inputs count as zero.
 //! - [`Compute::F32Fma`] (AVX-512F): both operands widened to `f32` (F16C's `VCVTPH2PS` for `f16`) and
-//!   multiplied with FMAs. This is the `f16` path on CPUs without AVX512-FP16 (no `f16` arithmetic at all),
-//!   and the `bf16` path on AVX-512 CPUs without AVX512_BF16: the values are the tensors' own, so the result
-//!   is the `f32` product of the half inputs.
+//!   multiplied with FMAs. This is the `f16` path (AVX512-FP16 accumulates in `f16`, and `amx-fp16` is not on
+//!   our machines), and the `bf16` path on AVX-512 CPUs without AVX512_BF16: the values are the tensors' own,
+//!   so the result is the `f32` product of the half inputs.
 //!
-//! Where AMX is present (`amx-bf16`, `amx-fp16`: Sapphire Rapids, Granite Rapids) a third micro-kernel would
-//! take [`Compute`]'s place with tiles of the same pair layout (AMX's `TDPBF16PS` reads `B` exactly as packed
-//! here, 16 rows of 32 `bf16`); none of our machines has AMX, so it is not written. Without AVX-512 the flex
-//! layer widens at the op boundary and calls `gemm` (`available` is false).
+//! Without AVX-512 the flex layer widens at the op boundary and calls `gemm` (`available` is false).
 //!
 //! Layout: BLIS's loops. `rhs` is packed in `NC × KC` blocks of `NR`-column panels, `lhs` in `MC × KC` blocks of
 //! `MR`-row panels, and an `MR × NR` tile of `dst` is accumulated in registers over one `KC` block.
@@ -112,9 +112,8 @@ pub fn compute_for(lhs: &Src, rhs: &Src) -> Compute {
     }
 }
 
-/// [`force`]'s choice: 0 none, else `1 +` the index in [`FORCEABLE`].
+/// [`force`]'s choice: 0 none, 1 AMX, 2 `VDPBF16PS`, 3 FMAs.
 static FORCED: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
-const FORCEABLE: [Compute; 3] = [Compute::AmxBf16, Compute::Bf16Dot, Compute::F32Fma];
 
 /// Makes every later GEMM of `bf16` operands run on `compute` (`None`: the fastest this CPU has), process-wide,
 /// so that tests and benchmarks can reach each micro-kernel on one machine. Returns false (and changes
@@ -126,18 +125,23 @@ pub fn force(compute: Option<Compute>) -> bool {
         Some(Compute::AmxBf16) => amx_available(),
     };
     if runs {
-        let code = compute.map_or(0, |c| {
-            1 + FORCEABLE.iter().position(|f| *f == c).unwrap_or(0)
-        });
-        FORCED.store(code as u8, std::sync::atomic::Ordering::Relaxed);
+        let code = match compute {
+            None => 0,
+            Some(Compute::AmxBf16) => 1,
+            Some(Compute::Bf16Dot) => 2,
+            Some(Compute::F32Fma) => 3,
+        };
+        FORCED.store(code, std::sync::atomic::Ordering::Relaxed);
     }
     runs
 }
 
 fn forced() -> Option<Compute> {
     match FORCED.load(std::sync::atomic::Ordering::Relaxed) {
-        0 => None,
-        code => FORCEABLE.get(usize::from(code) - 1).copied(),
+        1 => Some(Compute::AmxBf16),
+        2 => Some(Compute::Bf16Dot),
+        3 => Some(Compute::F32Fma),
+        _ => None,
     }
 }
 
