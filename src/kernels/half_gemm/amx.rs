@@ -18,7 +18,7 @@ use std::arch::asm;
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-use super::{x86, Compute, Src, Strided, NR};
+use super::{x86, Compute, Src, Strided, Tile, NR, PACK_A, PACK_B};
 
 /// Rows of a register tile: two 16-row `A` tiles.
 const MR: usize = 32;
@@ -74,11 +74,6 @@ fn request_tile_data() -> bool {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn request_tile_data() -> bool {
     false
-}
-
-thread_local! {
-    static PACK_A: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
-    static PACK_B: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// `super::gemm_cols` on AMX tiles.
@@ -154,17 +149,6 @@ pub(super) unsafe fn gemm_cols(
             unsafe { asm!("tilerelease", options(nostack, nomem)) };
         })
     });
-}
-
-/// Where a register tile goes, as in the AVX-512 kernels.
-#[derive(Clone, Copy)]
-struct Tile {
-    ptr: *mut f32,
-    row: usize,
-    col: usize,
-    rows: usize,
-    cols: usize,
-    load: bool,
 }
 
 /// Palette 1, eight tiles of 16 rows × 64 bytes.
@@ -246,30 +230,12 @@ unsafe fn kernel(steps: usize, a: *const u32, b: *const u32, t: Tile) {
             }
         }
         if direct {
-            asm!(
-                "tilestored [{p} + {s}*1], tmm0",
-                "tilestored [{p} + {s}*1 + 64], tmm1",
-                "tilestored [{q} + {s}*1], tmm2",
-                "tilestored [{q} + {s}*1 + 64], tmm3",
-                p = in(reg) t.ptr,
-                q = in(reg) t.ptr.add(16 * t.row),
-                s = in(reg) dst_stride,
-                options(nostack),
-            );
+            store_accumulators(t.ptr, t.row);
             return;
         }
         let mut buf = std::mem::MaybeUninit::<[f32; MR * NR]>::uninit();
         let p = buf.as_mut_ptr().cast::<f32>();
-        asm!(
-            "tilestored [{p} + {s}*1], tmm0",
-            "tilestored [{p} + {s}*1 + 64], tmm1",
-            "tilestored [{q} + {s}*1], tmm2",
-            "tilestored [{q} + {s}*1 + 64], tmm3",
-            p = in(reg) p,
-            q = in(reg) p.add(16 * NR),
-            s = in(reg) NR * 4,
-            options(nostack),
-        );
+        store_accumulators(p, NR);
         for r in 0..t.rows {
             for c in 0..t.cols {
                 let d = t.ptr.add(r * t.row + c * t.col);
@@ -277,6 +243,26 @@ unsafe fn kernel(steps: usize, a: *const u32, b: *const u32, t: Tile) {
                 *d = if t.load { *d + v } else { v };
             }
         }
+    }
+}
+
+/// Writes the four accumulator tiles as a 32 × 32 block from `p`, rows `row` elements apart.
+///
+/// # Safety
+/// The block lies in writable memory; the tiles are configured.
+unsafe fn store_accumulators(p: *mut f32, row: usize) {
+    // SAFETY: the caller's.
+    unsafe {
+        asm!(
+            "tilestored [{p} + {s}*1], tmm0",
+            "tilestored [{p} + {s}*1 + 64], tmm1",
+            "tilestored [{q} + {s}*1], tmm2",
+            "tilestored [{q} + {s}*1 + 64], tmm3",
+            p = in(reg) p,
+            q = in(reg) p.add(16 * row),
+            s = in(reg) row * 4,
+            options(nostack),
+        );
     }
 }
 
