@@ -1,7 +1,7 @@
 //! The model's graph ops that burn-flex runs slowly, as burn-flex ops with their own backward: concatenation
 //! (along channels in C2f, SPPF and the neck's Concat; along anchors in the Detect head), the residual add
 //! (Bottleneck) and the neck's nearest-neighbour upsampling (which Burn's ops express as a broadcast that is then
-//! copied element by element).
+//! copied element by element); SPPF's max-pooling is in [`pool`].
 //!
 //! Why: burn-flex runs these on the calling thread, and the inputs are often channel slices (C2f's split), which
 //! its element-wise ops walk one element at a time through a strided iterator; their gradients (slices of the
@@ -156,6 +156,9 @@ macro_rules! with_elem {
         }
     };
 }
+
+mod pool;
+pub use pool::try_max_pool_same;
 
 /// The float types these ops take.
 fn kernel_dtype(dtype: DType) -> bool {

@@ -178,6 +178,44 @@ pub fn add_with<B: Backend>(kernels: Kernels, a: Tensor<B, 4>, b: Tensor<B, 4>) 
     a + b
 }
 
+/// SPPF's `nn.MaxPool2d(k, 1, k // 2)` for an odd `k`, with the selected kernels.
+///
+/// # Shapes
+/// `[B, C, H, W]` → `[B, C, H, W]`
+pub fn max_pool_same<B: Backend>(x: Tensor<B, 4>, k: usize) -> Tensor<B, 4> {
+    max_pool_same_with(selected(), x, k)
+}
+
+/// [`max_pool_same`] with an explicit choice, for tests that compare the two.
+///
+/// Burn's path: PyTorch pads max-pooling with −∞; burn-flex 0.21 pads with zeros, which differs wherever a
+/// border window is all negative (8.4's SPPF `cv1` has no activation, so that happens). Repeating the edge gives
+/// exactly the −∞ result: the repeated value already lies in every border window.
+pub fn max_pool_same_with<B: Backend>(kernels: Kernels, x: Tensor<B, 4>, k: usize) -> Tensor<B, 4> {
+    let x = match kernels {
+        Kernels::Fast => match graph::try_max_pool_same(x, k) {
+            Ok(y) => return y,
+            Err(x) => x,
+        },
+        Kernels::Burn => x,
+    };
+    let p = k / 2;
+    let padded = if x.dtype() == burn::tensor::DType::F32 || p == 0 {
+        x.pad((p, p, p, p), burn::tensor::ops::PadMode::Edge)
+    } else {
+        // Burn 0.21's edge padding assigns into an f32 canvas whatever the input's type (burn-flex panics on
+        // a half-precision input), so half tensors repeat their edges by concatenation: the same values.
+        let edges = |x: Tensor<B, 4>, dim: usize| {
+            let n = x.dims()[dim];
+            let first = x.clone().narrow(dim, 0, 1).repeat_dim(dim, p);
+            let last = x.clone().narrow(dim, n - 1, 1).repeat_dim(dim, p);
+            Tensor::cat(vec![first, x, last], dim)
+        };
+        edges(edges(x, 2), 3)
+    };
+    burn::tensor::module::max_pool2d(padded, [k, k], [1, 1], [0, 0], [1, 1], false)
+}
+
 /// Nearest-neighbour upsampling by `f` with the selected kernels (the neck's `Upsample`).
 ///
 /// # Shapes

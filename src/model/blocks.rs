@@ -8,7 +8,6 @@ use burn::module::Module;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
-use burn::tensor::ops::PadMode;
 use burn::tensor::Tensor;
 
 use super::conv::{Conv, ConvConfig};
@@ -267,23 +266,10 @@ impl<B: Backend> Sppf<B> {
 }
 
 impl<B: Backend> Sppf<B> {
-    /// `nn.MaxPool2d(k, 1, k // 2)`. PyTorch pads max-pooling with −∞; burn-flex 0.21 pads with zeros, which
-    /// differs wherever a border window is all negative (8.4's SPPF `cv1` has no activation, so that happens).
-    /// Repeating the edge gives exactly the −∞ result: the repeated value already lies in every border window.
+    /// `nn.MaxPool2d(k, 1, k // 2)`, which pads with −∞ (see [`crate::kernels::max_pool_same`]).
     fn pool(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let p = self.pad;
-        if x.dtype() == burn::tensor::DType::F32 || p == 0 {
-            return self.m.forward(x.pad((p, p, p, p), PadMode::Edge));
-        }
-        // Burn 0.21's edge padding assigns into an f32 canvas whatever the input's type (burn-flex panics on
-        // a half-precision input), so half tensors repeat their edges by concatenation: the same values.
-        let edges = |x: Tensor<B, 4>, dim: usize| {
-            let n = x.dims()[dim];
-            let first = x.clone().narrow(dim, 0, 1).repeat_dim(dim, p);
-            let last = x.clone().narrow(dim, n - 1, 1).repeat_dim(dim, p);
-            Tensor::cat(vec![first, x, last], dim)
-        };
-        self.m.forward(edges(edges(x, 2), 3))
+        debug_assert_eq!(self.m.kernel_size[0], 2 * self.pad + 1);
+        crate::kernels::max_pool_same(x, 2 * self.pad + 1)
     }
 }
 
