@@ -99,7 +99,7 @@ pub fn amx_available() -> bool {
 /// of its bits).
 pub fn compute_for(lhs: &Src, rhs: &Src) -> Compute {
     let has = |f: fn(&Src) -> bool| f(lhs) || f(rhs);
-    if !has(|s| matches!(s, Src::Bf16(_))) || has(|s| matches!(s, Src::F16(_))) {
+    if !has(|s| matches!(s, Src::Bf16(_) | Src::Conv(_))) || has(|s| matches!(s, Src::F16(_))) {
         Compute::F32Fma
     } else if let Some(forced) = forced() {
         forced
@@ -158,6 +158,60 @@ pub enum Src {
     F32(Strided<*const f32>),
     Bf16(Strided<*const bf16>),
     F16(Strided<*const f16>),
+    /// A "same" conv's im2col matrix, read in place from the image: only ever the `rhs` of a `bf16` GEMM.
+    Conv(ConvRows),
+}
+
+/// The im2col matrix of a stride-1 convolution that keeps the image's size (`kh`, `kw` odd, padding half the
+/// kernel), read from a `bf16` image in place: row `(c, ky, kx)`, column `oy·w + ox` is
+/// `x[c, oy + ky − py, ox + kx − px]`, zero outside the image (implicit GEMM).
+///
+/// Why: writing the im2col buffer and reading it back (plus zeroing its border columns) was ~8 % of a bf16
+/// YOLOv8n train step (perf, docs/benchmarks.md); YOLO's 3×3 stride-1 convs are all of this kind. Each packed
+/// row is now one masked load from the image at the row's shift: the mask drops the lanes whose column wraps
+/// into the neighbouring image row or whose row lies outside the image.
+#[derive(Clone, Copy)]
+pub struct ConvRows {
+    pub(super) ptr: *const bf16,
+    pub(super) h: usize,
+    pub(super) w: usize,
+    pub(super) kh: usize,
+    pub(super) kw: usize,
+}
+
+impl ConvRows {
+    /// The widest kernel the packer's per-tap masks hold.
+    pub const MAX_K: usize = 15;
+
+    /// The rows of `x` (`c × h × w`, contiguous) for a `kh × kw` "same" conv; `None` for a kernel this does not
+    /// cover (even or wider than [`Self::MAX_K`]).
+    pub fn new(x: &[bf16], [h, w]: [usize; 2], [kh, kw]: [usize; 2]) -> Option<Self> {
+        let odd = |k: usize| k % 2 == 1 && k <= Self::MAX_K;
+        (odd(kh) && odd(kw) && h > 0 && w > 0 && x.len() % (h * w) == 0).then_some(ConvRows {
+            ptr: x.as_ptr(),
+            h,
+            w,
+            kh,
+            kw,
+        })
+    }
+
+    /// Element `(r, j)`.
+    ///
+    /// # Safety
+    /// `r` is a row of the matrix (its channel lies in the image) and `j < h·w`.
+    unsafe fn at(&self, r: usize, j: usize) -> bf16 {
+        let (c, ky, kx) = (r / (self.kh * self.kw), r / self.kw % self.kh, r % self.kw);
+        let iy = (j / self.w + ky).checked_sub(self.kh / 2);
+        let ix = (j % self.w + kx).checked_sub(self.kw / 2);
+        match (iy, ix) {
+            (Some(iy), Some(ix)) if iy < self.h && ix < self.w => {
+                // SAFETY: the caller's: channel c lies in the image, and (iy, ix) in its plane.
+                unsafe { *self.ptr.add((c * self.h + iy) * self.w + ix) }
+            }
+            _ => bf16::ZERO,
+        }
+    }
 }
 
 // SAFETY: `Src` is a read-only view; callers of `gemm` guarantee the memory outlives the call and is not
@@ -169,6 +223,11 @@ unsafe impl Sync for Src {}
 pub trait Elem: Copy + Send + Sync + 'static {
     const ZERO: Self;
     fn src(ptr: *const Self, row: usize, col: usize) -> Src;
+
+    /// [`ConvRows`] of `x` where this type has them (`bf16`).
+    fn conv_rows(_x: &[Self], _hw: [usize; 2], _k: [usize; 2]) -> Option<Src> {
+        None
+    }
 }
 
 impl Elem for f32 {
@@ -182,6 +241,10 @@ impl Elem for bf16 {
     const ZERO: Self = bf16::ZERO;
     fn src(ptr: *const Self, row: usize, col: usize) -> Src {
         Src::Bf16(Strided::new(ptr, row, col))
+    }
+
+    fn conv_rows(x: &[Self], hw: [usize; 2], k: [usize; 2]) -> Option<Src> {
+        ConvRows::new(x, hw, k).map(Src::Conv)
     }
 }
 
@@ -205,6 +268,7 @@ impl Src {
                 Src::F32(s) => *s.ptr.add(i * s.row + j * s.col),
                 Src::Bf16(s) => (*s.ptr.add(i * s.row + j * s.col)).to_f32(),
                 Src::F16(s) => (*s.ptr.add(i * s.row + j * s.col)).to_f32(),
+                Src::Conv(c) => c.at(i, j).to_f32(),
             }
         }
     }
@@ -219,17 +283,19 @@ impl Src {
         unsafe {
             match self {
                 Src::Bf16(s) => (*s.ptr.add(i * s.row + j * s.col)).to_bits(),
+                Src::Conv(c) => c.at(i, j).to_bits(),
                 _ => bf16::from_f32(self.f32_at(i, j)).to_bits(),
             }
         }
     }
 
-    /// The element strides `(row, col)`.
+    /// The element strides `(row, col)`; none for [`Src::Conv`] (its rows are shifted views of one plane).
     fn strides(&self) -> (usize, usize) {
         match self {
             Src::F32(s) => (s.row, s.col),
             Src::Bf16(s) => (s.row, s.col),
             Src::F16(s) => (s.row, s.col),
+            Src::Conv(_) => (usize::MAX, usize::MAX),
         }
     }
 
@@ -481,6 +547,13 @@ unsafe fn pack_b(
         let panel = &mut panel[..steps * NR];
         let width = NR.min(nc - jr);
         #[cfg(target_arch = "x86_64")]
+        if let (Src::Conv(rows), Compute::Bf16Dot) = (rhs, compute) {
+            // SAFETY: the block's rows lie in the image's matrix and its columns in the plane; AVX-512F/BW are
+            // present (`available`).
+            unsafe { x86::pack_conv(rows, p0, kb, j0 + jr, width, panel) };
+            continue;
+        }
+        #[cfg(target_arch = "x86_64")]
         if width == NR && rhs.rows_contiguous() {
             // SAFETY: the panel's NR columns and kb rows lie in rhs; AVX-512F/BW are present (`available`).
             unsafe { x86::pack_rows(compute, rhs, p0, kb, j0 + jr, panel) };
@@ -541,7 +614,7 @@ unsafe fn kernel(compute: Compute, steps: usize, a: *const u32, b: *const u32, t
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Compute, Src, Tile, MR, NR};
+    use super::{Compute, ConvRows, Src, Tile, MR, NR};
 
     /// The accumulators of one tile: `MR` rows of two 16-lane vectors.
     pub(super) type Acc = [[__m512; 2]; MR];
@@ -619,6 +692,81 @@ mod x86 {
         }
     }
 
+    /// A panel of `rows[p0..p0+kb, j..j+width]` (zero past `width` and past the block), each row one masked
+    /// load of the image at the row's shift.
+    ///
+    /// # Safety
+    /// The block's rows lie in the image's matrix, `j + width ≤ h·w`, `width ≤ NR`, and `panel` holds the
+    /// block's `kb.div_ceil(2) · NR` words. AVX-512F/BW are present.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn pack_conv(
+        rows: &ConvRows,
+        p0: usize,
+        kb: usize,
+        j: usize,
+        width: usize,
+        panel: &mut [u32],
+    ) {
+        let (h, w, kh, kw) = (rows.h, rows.w, rows.kh, rows.kw);
+        let (py, px) = (kh / 2, kw / 2);
+        // lane l (column j + l) reads a pixel of the image for tap row ky / tap column kx: bit l of these
+        let (mut row_ok, mut col_ok) = ([0u32; ConvRows::MAX_K], [0u32; ConvRows::MAX_K]);
+        let (mut oy, mut ox) = (j / w, j % w);
+        for l in 0..width {
+            for (ky, ok) in row_ok.iter_mut().enumerate().take(kh) {
+                if oy + ky >= py && oy + ky - py < h {
+                    *ok |= 1 << l;
+                }
+            }
+            for (kx, ok) in col_ok.iter_mut().enumerate().take(kw) {
+                if ox + kx >= px && ox + kx - px < w {
+                    *ok |= 1 << l;
+                }
+            }
+            ox += 1;
+            if ox == w {
+                (oy, ox) = (oy + 1, 0);
+            }
+        }
+        // row p0 as (channel, ky, kx), advanced one row at a time
+        let taps = kh * kw;
+        let (mut c, mut ky, mut kx) = (p0 / taps, p0 / kw % kh, p0 % kw);
+        let plane = (h * w) as isize;
+        let mut next = || {
+            let mask = row_ok[ky] & col_ok[kx];
+            let shift = c as isize * plane + (ky as isize - py as isize) * w as isize + kx as isize
+                - px as isize;
+            kx += 1;
+            if kx == kw {
+                kx = 0;
+                ky += 1;
+                if ky == kh {
+                    (ky, c) = (0, c + 1);
+                }
+            }
+            // SAFETY: the mask keeps exactly the lanes whose pixel lies in the image (channel c is in it, as
+            // the caller's row is); masked-off lanes are not read, so the unmasked address may lie outside.
+            unsafe {
+                _mm512_maskz_loadu_epi16(mask, rows.ptr.wrapping_offset(j as isize + shift).cast())
+            }
+        };
+        for s in 0..kb.div_ceil(2) {
+            let r0 = next();
+            let r1 = if 2 * s + 1 < kb {
+                next()
+            } else {
+                _mm512_setzero_si512()
+            };
+            // SAFETY: the panel holds this step's NR words.
+            unsafe {
+                let (lo, hi) = interleave(r0, r1);
+                let out = panel.as_mut_ptr().add(s * NR);
+                _mm512_storeu_si512(out.cast(), lo);
+                _mm512_storeu_si512(out.add(16).cast(), hi);
+            }
+        }
+    }
+
     /// Pair-interleaves 32 bf16 of row `r0` with 32 of row `r1` (each zmm of 32 u16): the low 16 columns'
     /// pairs, then the high 16's.
     #[target_feature(enable = "avx512f,avx512bw")]
@@ -652,6 +800,7 @@ mod x86 {
                     let pair = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(p.add(16)), _mm512_loadu_ps(p));
                     std::mem::transmute::<__m512bh, __m512i>(pair)
                 }
+                Src::Conv(_) => unreachable!("a Conv rhs is packed by pack_conv"),
                 Src::F16(s) => {
                     let p = s.ptr.add(i * s.row + j);
                     let lo = _mm512_cvtph_ps(_mm256_loadu_si256(p.cast()));
@@ -673,6 +822,7 @@ mod x86 {
                     let h = _mm256_loadu_si256(s.ptr.add(i * s.row + j).cast());
                     _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
                 }
+                Src::Conv(_) => unreachable!("a Conv rhs is packed by pack_conv"),
                 Src::F16(s) => _mm512_cvtph_ps(_mm256_loadu_si256(s.ptr.add(i * s.row + j).cast())),
             }
         }
@@ -865,6 +1015,7 @@ mod x86 {
                 Src::F32(s) => std::mem::transmute::<__m128bh, __m128i>(_mm256_cvtneps_pbh(
                     _mm256_loadu_ps(s.ptr.add(i + p * s.col)),
                 )),
+                Src::Conv(_) => unreachable!("a Conv rhs is packed by pack_conv"),
                 Src::F16(s) => std::mem::transmute::<__m128bh, __m128i>(_mm256_cvtneps_pbh(
                     _mm256_cvtph_ps(_mm_loadu_si128(s.ptr.add(i + p * s.col).cast())),
                 )),
@@ -901,6 +1052,7 @@ mod x86 {
                         let h = _mm_loadu_si128(a.ptr.add(i + (p0 + s) * a.col).cast());
                         _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
                     }
+                    Src::Conv(_) => unreachable!("a Conv rhs is packed by pack_conv"),
                     Src::F16(a) => {
                         _mm256_cvtph_ps(_mm_loadu_si128(a.ptr.add(i + (p0 + s) * a.col).cast()))
                     }
@@ -973,6 +1125,7 @@ mod x86 {
                             _mm512_or_si512(lo, _mm512_slli_epi32::<16>(hi))
                         }
                         // f16 never meets Bf16Dot (`compute_for`); kept total with the scalar words.
+                        Src::Conv(_) => unreachable!("a Conv rhs is packed by pack_conv"),
                         Src::F16(_) => {
                             let mut w = [0u32; 16];
                             for (c, w) in w.iter_mut().enumerate() {

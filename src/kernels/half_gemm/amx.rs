@@ -374,6 +374,7 @@ unsafe fn col16_bf16(src: &Src, i: usize, p: usize) -> __m256i {
             Src::F32(s) => std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(
                 _mm512_loadu_ps(s.ptr.add(i + p * s.col)),
             )),
+            Src::Conv(_) => unreachable!("a Conv rhs is packed by pack_conv"),
             Src::F16(s) => std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(
                 _mm512_cvtph_ps(_mm256_loadu_si256(s.ptr.add(i + p * s.col).cast())),
             )),
