@@ -709,25 +709,8 @@ mod x86 {
     ) {
         let (h, w, kh, kw) = (rows.h, rows.w, rows.kh, rows.kw);
         let (py, px) = (kh / 2, kw / 2);
-        // lane l (column j + l) reads a pixel of the image for tap row ky / tap column kx: bit l of these
-        let (mut row_ok, mut col_ok) = ([0u32; ConvRows::MAX_K], [0u32; ConvRows::MAX_K]);
-        let (mut oy, mut ox) = (j / w, j % w);
-        for l in 0..width {
-            for (ky, ok) in row_ok.iter_mut().enumerate().take(kh) {
-                if oy + ky >= py && oy + ky - py < h {
-                    *ok |= 1 << l;
-                }
-            }
-            for (kx, ok) in col_ok.iter_mut().enumerate().take(kw) {
-                if ox + kx >= px && ox + kx - px < w {
-                    *ok |= 1 << l;
-                }
-            }
-            ox += 1;
-            if ox == w {
-                (oy, ox) = (oy + 1, 0);
-            }
-        }
+        // SAFETY: AVX-512F/BW are present (the caller's).
+        let (row_ok, col_ok) = unsafe { lane_masks(j, width, [h, w], [kh, kw]) };
         // row p0 as (channel, ky, kx), advanced one row at a time
         let taps = kh * kw;
         let (mut c, mut ky, mut kx) = (p0 / taps, p0 / kw % kh, p0 % kw);
@@ -765,6 +748,47 @@ mod x86 {
                 _mm512_storeu_si512(out.add(16).cast(), hi);
             }
         }
+    }
+
+    /// For the 32 columns `j..j+32` of a [`ConvRows`] matrix (`oy·w + ox`), which read a pixel inside the image
+    /// at each tap row `ky` (bit `l` of the first array's entry `ky`: `0 ≤ oy + ky − kh/2 < h`) and tap column
+    /// `kx` (the second's: `0 ≤ ox + kx − kw/2 < w`); lanes from `width` on are clear in both.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn lane_masks(
+        j: usize,
+        width: usize,
+        [h, w]: [usize; 2],
+        [kh, kw]: [usize; 2],
+    ) -> ([u32; ConvRows::MAX_K], [u32; ConvRows::MAX_K]) {
+        let (mut row_ok, mut col_ok) = ([0u32; ConvRows::MAX_K], [0u32; ConvRows::MAX_K]);
+        let live = if width >= 32 {
+            u32::MAX
+        } else {
+            (1u32 << width) - 1
+        };
+        let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        for half in 0..2 {
+            let q = _mm512_add_epi32(_mm512_set1_epi32((j + 16 * half) as i32), lanes);
+            // oy = ⌊q / w⌋ in f32: exact, as (q + ½)/w lies at least ½/w from an integer and q < 2^24 (the
+            // division's error is below q/w · 2^-24)
+            let qf = _mm512_add_ps(_mm512_cvtepi32_ps(q), _mm512_set1_ps(0.5));
+            let oy = _mm512_cvttps_epi32(_mm512_div_ps(qf, _mm512_set1_ps(w as f32)));
+            let ox = _mm512_sub_epi32(q, _mm512_mullo_epi32(oy, _mm512_set1_epi32(w as i32)));
+            for (ky, ok) in row_ok.iter_mut().enumerate().take(kh) {
+                let iy = _mm512_add_epi32(oy, _mm512_set1_epi32(ky as i32 - (kh / 2) as i32));
+                let inside = _mm512_cmplt_epu32_mask(iy, _mm512_set1_epi32(h as i32));
+                *ok |= u32::from(inside) << (16 * half);
+            }
+            for (kx, ok) in col_ok.iter_mut().enumerate().take(kw) {
+                let ix = _mm512_add_epi32(ox, _mm512_set1_epi32(kx as i32 - (kw / 2) as i32));
+                let inside = _mm512_cmplt_epu32_mask(ix, _mm512_set1_epi32(w as i32));
+                *ok |= u32::from(inside) << (16 * half);
+            }
+        }
+        for ok in &mut row_ok {
+            *ok &= live;
+        }
+        (row_ok, col_ok)
     }
 
     /// Pair-interleaves 32 bf16 of row `r0` with 32 of row `r1` (each zmm of 32 u16): the low 16 columns'
