@@ -791,6 +791,52 @@ mod x86 {
         (row_ok, col_ok)
     }
 
+    /// 16 words of each of `MR` = 8 rows (`v[r]`) as 16 steps of a packed `lhs` panel (word `(step, r)` at
+    /// `step·MR + r`): output vector `q` holds steps `2q` and `2q + 1`. Three rounds of two-source permutes
+    /// (pairs of rows, then quads, then all eight) instead of 128 scalar stores.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn transpose_8x16(v: &[__m512i; MR]) -> [__m512i; 8] {
+        let pairs_lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        let pairs_hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+        let quads_lo = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
+        let quads_hi = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
+        let eights_lo = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
+        let eights_hi = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+        // pairs[x][p]: rows 2p and 2p + 1 side by side, at steps 8x .. 8x + 8
+        let pairs: [[__m512i; 4]; 2] = std::array::from_fn(|x| {
+            let idx = if x == 0 { pairs_lo } else { pairs_hi };
+            std::array::from_fn(|p| _mm512_permutex2var_epi32(v[2 * p], idx, v[2 * p + 1]))
+        });
+        // quads[x][q][y]: rows 4q .. 4q + 4, at steps 8x + 4y .. + 4
+        let quads: [[[__m512i; 2]; 2]; 2] = std::array::from_fn(|x| {
+            std::array::from_fn(|q| {
+                let (a, b) = (pairs[x][2 * q], pairs[x][2 * q + 1]);
+                [
+                    _mm512_permutex2var_epi64(a, quads_lo, b),
+                    _mm512_permutex2var_epi64(a, quads_hi, b),
+                ]
+            })
+        });
+        // all 8 rows at steps 2q, 2q + 1, for q = 4x + 2y + z
+        std::array::from_fn(|q| {
+            let (x, y, z) = (q / 4, q / 2 % 2, q % 2);
+            let idx = if z == 0 { eights_lo } else { eights_hi };
+            _mm512_permutex2var_epi64(quads[x][0][y], idx, quads[x][1][y])
+        })
+    }
+
+    /// Writes [`transpose_8x16`]'s 16 steps from `out`.
+    ///
+    /// # Safety
+    /// `out` holds `16 · MR` words.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn store_steps(steps: [__m512i; 8], out: *mut u32) {
+        for (q, v) in steps.iter().enumerate() {
+            // SAFETY: the caller's.
+            unsafe { _mm512_storeu_si512(out.add(16 * q).cast(), *v) };
+        }
+    }
+
     /// Pair-interleaves 32 bf16 of row `r0` with 32 of row `r1` (each zmm of 32 u16): the low 16 columns'
     /// pairs, then the high 16's.
     #[target_feature(enable = "avx512f,avx512bw")]
@@ -949,6 +995,16 @@ mod x86 {
         panel: &mut [u32],
     ) {
         let steps = kb.div_ceil(2);
+        // full panels: 16 steps of all MR rows at a time, transposed in registers
+        let mut start = 0;
+        while rows == MR && 2 * (start + 16) <= kb {
+            // SAFETY: 32 elements of each row from p0 + 2·start lie in the block; the panel holds these steps.
+            unsafe {
+                let v = std::array::from_fn(|r| row_bf16(lhs, i + r, p0 + 2 * start, true));
+                store_steps(transpose_8x16(&v), panel.as_mut_ptr().add(start * MR));
+            }
+            start += 16;
+        }
         let mut words = [0u32; 16];
         for r in 0..MR {
             if r >= rows {
@@ -957,7 +1013,7 @@ mod x86 {
                 }
                 continue;
             }
-            let mut s = 0;
+            let mut s = start;
             while 2 * (s + 16) <= kb {
                 // SAFETY: 32 elements of row i + r from p0 + 2s lie in the block.
                 unsafe {
@@ -986,6 +1042,15 @@ mod x86 {
         kb: usize,
         panel: &mut [u32],
     ) {
+        let mut start = 0;
+        while rows == MR && start + 16 <= kb {
+            // SAFETY: 16 elements of each row from p0 + start lie in the block; the panel holds these steps.
+            unsafe {
+                let v = std::array::from_fn(|r| _mm512_castps_si512(row_f32(lhs, i + r, p0 + start)));
+                store_steps(transpose_8x16(&v), panel.as_mut_ptr().add(start * MR));
+            }
+            start += 16;
+        }
         let mut words = [0.0f32; 16];
         for r in 0..MR {
             if r >= rows {
@@ -994,7 +1059,7 @@ mod x86 {
                 }
                 continue;
             }
-            let mut s = 0;
+            let mut s = start;
             while s + 16 <= kb {
                 // SAFETY: 16 elements of row i + r from p0 + s lie in the block.
                 unsafe { _mm512_storeu_ps(words.as_mut_ptr(), row_f32(lhs, i + r, p0 + s)) };
