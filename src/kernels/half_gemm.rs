@@ -825,6 +825,26 @@ mod x86 {
         })
     }
 
+    /// 16 words of each of 16 columns (`v[c]`) as 16 steps of 16 words (step `t` holds word `t` of every
+    /// column): [`transpose_8x16`] of each half, then the halves' 256-bit rows side by side.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn transpose_16x16(v: &[__m512i; 16]) -> [__m512i; 16] {
+        let (lo, hi): (&[__m512i; 8], &[__m512i; 8]) = (
+            v[..8].try_into().expect("8 of 16"),
+            v[8..].try_into().expect("8 of 16"),
+        );
+        // SAFETY: AVX-512F is enabled here.
+        let (a, b) = unsafe { (transpose_8x16(lo), transpose_8x16(hi)) };
+        std::array::from_fn(|t| {
+            let q = t / 2;
+            if t % 2 == 0 {
+                _mm512_shuffle_i64x2::<0x44>(a[q], b[q])
+            } else {
+                _mm512_shuffle_i64x2::<0xEE>(a[q], b[q])
+            }
+        })
+    }
+
     /// Writes [`transpose_8x16`]'s 16 steps from `out`.
     ///
     /// # Safety
@@ -1190,7 +1210,27 @@ mod x86 {
         let offs = unsafe { [column_offsets(0, col), column_offsets(16, col)] };
         // The last pair of an odd block has one element: no 32-bit read there.
         let full = kb / 2;
-        for s in 0..full {
+        // a bf16 operand (im2col read as colᵀ): each column's pairs are adjacent words of one row, so 16
+        // steps of 16 columns are 16 row loads and a register transpose, not 16 gathers
+        let mut start = 0;
+        if let Src::Bf16(b) = rhs {
+            while start + 16 <= full {
+                for h in 0..NR / 16 {
+                    // SAFETY: 32 elements from p0 + 2·start of each of the 16 columns lie in the block; the
+                    // panel holds these 16 steps.
+                    unsafe {
+                        let base = b.ptr.add(p0 + 2 * start + (j + 16 * h) * b.col);
+                        let v = std::array::from_fn(|c| _mm512_loadu_si512(base.add(c * b.col).cast()));
+                        let out = panel.as_mut_ptr().add(start * NR + 16 * h);
+                        for (t, step) in transpose_16x16(&v).iter().enumerate() {
+                            _mm512_storeu_si512(out.add(t * NR).cast(), *step);
+                        }
+                    }
+                }
+                start += 16;
+            }
+        }
+        for s in start..full {
             let p = p0 + 2 * s;
             // SAFETY: elements (p, j + c) and (p + 1, j + c) lie in the block for every c < NR.
             unsafe {
@@ -1240,7 +1280,34 @@ mod x86 {
         let col = rhs.strides().1;
         // SAFETY: as in `pack_cols_bf16`.
         let offs = unsafe { [column_offsets(0, col), column_offsets(16, col)] };
-        for s in 0..kb {
+        // 16-bit operands: 16 steps of 16 columns from 16 row loads and a register transpose, as in
+        // `pack_cols_bf16`
+        let mut start = 0;
+        while matches!(rhs, Src::F16(_) | Src::Bf16(_)) && start + 16 <= kb {
+            for h in 0..NR / 16 {
+                // SAFETY: 16 elements from p0 + start of each of the 16 columns lie in the block; the panel
+                // holds these 16 steps.
+                unsafe {
+                    let v = std::array::from_fn(|c| {
+                        let (p, jc) = (p0 + start, j + 16 * h + c);
+                        let v = match rhs {
+                            Src::F16(b) => _mm512_cvtph_ps(_mm256_loadu_si256(b.ptr.add(p + jc * b.col).cast())),
+                            Src::Bf16(b) => _mm512_castsi512_ps(_mm512_slli_epi32::<16>(
+                                _mm512_cvtepu16_epi32(_mm256_loadu_si256(b.ptr.add(p + jc * b.col).cast())),
+                            )),
+                            _ => unreachable!("checked to be a 16-bit operand"),
+                        };
+                        _mm512_castps_si512(v)
+                    });
+                    let out = panel.as_mut_ptr().add(start * NR + 16 * h);
+                    for (t, step) in transpose_16x16(&v).iter().enumerate() {
+                        _mm512_storeu_si512(out.add(t * NR).cast(), *step);
+                    }
+                }
+            }
+            start += 16;
+        }
+        for s in start..kb {
             let p = p0 + s;
             // A 16-bit element gathered as 32 bits reads its successor too: only inside the block.
             let wide_ok = s + 1 < kb;
