@@ -264,11 +264,11 @@ fn forward_image<T: Elem>(g: &ConvGeometry, x: &[T], w: &[T], out: &mut [f32], p
         };
         if g.is_pointwise() {
             run(x_g, out_g);
-        } else if let Some((compute, rows)) = implicit(g, x_g) {
+        } else if let Some(rows) = implicit(g, x_g) {
             // SAFETY: as `run`, the rhs being x_g's k×n im2col matrix read in place.
             unsafe {
                 half_gemm::gemm(
-                    compute,
+                    half_gemm::compute_for(&T::src(w_g.as_ptr(), k, 1), &rows),
                     [m, n, k],
                     Strided::new(out_g.as_mut_ptr(), n, 1),
                     false,
@@ -293,52 +293,40 @@ fn forward_image<T: Elem>(g: &ConvGeometry, x: &[T], w: &[T], out: &mut [f32], p
     }
 }
 
-/// The micro-kernel for a conv whose im2col matrix is read in place ([`half_gemm::ConvRows`]): a "same" stride-1
-/// conv (odd kernel) where `bf16` products run (AMX or `VDPBF16PS`); `None` where im2col stays.
-fn implicit_compute(g: &ConvGeometry) -> Option<half_gemm::Compute> {
+/// Whether a conv's im2col matrix can be read in place ([`half_gemm::ConvRows`]): a "same" stride-1 conv with
+/// an odd kernel.
+fn implicit_applies(g: &ConvGeometry) -> bool {
     let odd = |k: usize| k % 2 == 1 && k <= half_gemm::ConvRows::MAX_K;
     let same = g.stride == [1, 1] && g.out_h() == g.h && g.out_w() == g.w;
-    if !same || !odd(g.kh) || !odd(g.kw) || g.is_pointwise() {
-        return None;
-    }
-    let compute = half_gemm::bf16_compute();
-    matches!(
-        compute,
-        half_gemm::Compute::AmxBf16 | half_gemm::Compute::Bf16Dot
-    )
-    .then_some(compute)
+    same && odd(g.kh) && odd(g.kw) && !g.is_pointwise()
 }
 
-/// One group's image `x` as its im2col matrix read in place, with the micro-kernel: where
-/// [`implicit_compute`] takes the conv and `T` is `bf16`.
-fn implicit<T: Elem>(g: &ConvGeometry, x: &[T]) -> Option<(half_gemm::Compute, Src)> {
-    let compute = implicit_compute(g)?;
-    Some((compute, T::conv_rows(x, [g.h, g.w], [g.kh, g.kw])?))
+/// One group's image `x` as its im2col matrix read in place, where [`implicit_applies`] and the half GEMM
+/// reads `T` in place (`bf16`, `f16`).
+fn implicit<T: Elem>(g: &ConvGeometry, x: &[T]) -> Option<Src> {
+    implicit_applies(g)
+        .then(|| T::conv_rows(x, [g.h, g.w], [g.kh, g.kw]))
+        .flatten()
 }
 
-/// The input gradient of a "same" stride-1 `bf16` conv as the forward of the transposed conv, where `bf16`
-/// products run: `dx = conv(dy, w')` with `w'[ci, co, ky, kx] = w[co, ci, kh−1−ky, kw−1−kx]` and the same
-/// padding, `dy` rounded to `bf16` once (what the packing of `wᵀ · dy` rounded it to) and read in place
-/// ([`half_gemm::ConvRows`]). `None` for any other conv.
+/// The input gradient of a "same" stride-1 conv on half tensors as the forward of the transposed conv:
+/// `dx = conv(dy, w')` with `w'[ci, co, ky, kx] = w[co, ci, kh−1−ky, kw−1−kx]` and the same padding, `dy` read
+/// in place ([`half_gemm::ConvRows`]): as `f32` for `f32` FMAs (exact, as before), rounded to `bf16` once for
+/// `bf16` products (what packing `wᵀ · dy` rounded it to). `None` for any other conv and for `f32` tensors.
 ///
 /// Why: `col2im(wᵀ · dy)` stores a `c_in·kh·kw`-row `f32` matrix and then adds it back into `dx` (col2im and
 /// its zeroing were ~5 % of a bf16 YOLOv8n train step); here the GEMM writes `dx` itself. The products are the
 /// same; only the order of the `f32` sums differs.
-fn backward_input_transposed(g: &ConvGeometry, w: &[half::bf16], dy: &[f32]) -> Option<Vec<f32>> {
+fn backward_input_transposed<T: Elem>(g: &ConvGeometry, w: &[T], dy: &[f32]) -> Option<Vec<f32>> {
     use super::half_slice::HalfSlice;
-    debug_assert_eq!(dy.len(), g.output_len());
+    use half_gemm::{Compute, ConvImage, ConvRows};
+    // (whether the half GEMM reads T in place: an empty image answers it)
+    if !implicit_applies(g) || T::conv_rows(&[], [1, 1], [g.kh, g.kw]).is_none() {
+        return None;
+    }
     let (m, cin_g) = (g.cout_g(), g.cin_g());
-    // the transposed conv of one group: dy's m channels in, the group's cin_g out
-    let t = ConvGeometry {
-        batch: g.batch,
-        c_in: m,
-        c_out: cin_g,
-        groups: 1,
-        ..*g
-    };
-    implicit_compute(&t)?;
-    let (taps, kt) = (g.kh * g.kw, t.k());
-    let mut w_t = vec![half::bf16::ZERO; g.weight_len()];
+    let (taps, kt) = (g.kh * g.kw, m * g.kh * g.kw);
+    let mut w_t = vec![T::ZERO; g.weight_len()];
     for grp in 0..g.groups {
         let (src, dst) = (
             &w[grp * m * cin_g * taps..],
@@ -353,27 +341,39 @@ fn backward_input_transposed(g: &ConvGeometry, w: &[half::bf16], dy: &[f32]) -> 
             }
         }
     }
+    let w_src = |w_g: &[T]| T::src(w_g.as_ptr(), kt, 1);
+    let compute = half_gemm::compute_for(&w_src(&w_t), &w_src(&w_t));
+    let bf16_products = matches!(compute, Compute::AmxBf16 | Compute::Bf16Dot);
     let (n, in_img, out_img) = (g.out_hw(), g.c_in * g.h * g.w, g.c_out * g.out_hw());
     let (per_image, par) = split(g.batch);
     let one = |b: usize, dx_b: &mut [f32]| {
-        let mut dy16 = vec![half::bf16::ZERO; out_img];
-        dy16.round_from(&dy[b * out_img..][..out_img]);
+        let dy_b = &dy[b * out_img..][..out_img];
+        let mut dy16 = Vec::new();
+        if bf16_products {
+            dy16 = vec![half::bf16::ZERO; out_img];
+            dy16.round_from(dy_b);
+        }
         for grp in 0..g.groups {
-            let dy_g = &dy16[grp * m * n..][..m * n];
-            let Some((compute, rows)) = implicit(&t, dy_g) else {
-                unreachable!("implicit_compute took this geometry, and dy_g is bf16")
+            let image = if bf16_products {
+                ConvImage::Bf16(dy16[grp * m * n..].as_ptr())
+            } else {
+                ConvImage::F32(dy_b[grp * m * n..].as_ptr())
+            };
+            let Some(rows) = ConvRows::new(image, m * n, [g.h, g.w], [g.kh, g.kw]) else {
+                unreachable!("implicit_applies checked the kernel")
             };
             let w_g = &w_t[grp * cin_g * kt..][..cin_g * kt];
             let dx_g = &mut dx_b[grp * cin_g * n..][..cin_g * n];
-            // SAFETY: dx_g is cin_g×n, w_g cin_g×kt row-major, rows dy_g's kt×n matrix; all exactly sized.
+            // SAFETY: dx_g is cin_g×n, w_g cin_g×kt row-major, rows the kt×n matrix of dy's group (m channels
+            // of n positions); all exactly sized.
             unsafe {
                 half_gemm::gemm(
                     compute,
                     [cin_g, n, kt],
                     Strided::new(dx_g.as_mut_ptr(), n, 1),
                     false,
-                    half::bf16::src(w_g.as_ptr(), kt, 1),
-                    rows,
+                    w_src(w_g),
+                    Src::Conv(rows),
                     par,
                 )
             }
@@ -390,18 +390,10 @@ fn backward_input_transposed(g: &ConvGeometry, w: &[half::bf16], dy: &[f32]) -> 
     })
 }
 
-/// `v` as `bf16` when `T` is `bf16`.
-fn as_bf16<T: Elem>(v: &[T]) -> Option<&[half::bf16]> {
-    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<half::bf16>()).then(|| {
-        // SAFETY: T is bf16 (checked on the line above), so the slice is one of bf16 already.
-        unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<half::bf16>(), v.len()) }
-    })
-}
-
 /// `dx[b] = col2im(wᵀ · dy[b])`.
 pub fn backward_input<T: Elem>(g: &ConvGeometry, w: &[T], dy: &[f32]) -> Vec<f32> {
     debug_assert_eq!(dy.len(), g.output_len());
-    if let Some(dx) = as_bf16(w).and_then(|w| backward_input_transposed(g, w, dy)) {
+    if let Some(dx) = backward_input_transposed(g, w, dy) {
         return dx;
     }
     let in_img = g.c_in * g.h * g.w;

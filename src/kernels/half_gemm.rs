@@ -99,7 +99,15 @@ pub fn amx_available() -> bool {
 /// of its bits).
 pub fn compute_for(lhs: &Src, rhs: &Src) -> Compute {
     let has = |f: fn(&Src) -> bool| f(lhs) || f(rhs);
-    if !has(|s| matches!(s, Src::Bf16(_) | Src::Conv(_))) || has(|s| matches!(s, Src::F16(_))) {
+    let bf16 = |s: &Src| {
+        matches!(s, Src::Bf16(_))
+            || matches!(s, Src::Conv(c) if matches!(c.image, ConvImage::Bf16(_)))
+    };
+    let f16 = |s: &Src| {
+        matches!(s, Src::F16(_))
+            || matches!(s, Src::Conv(c) if matches!(c.image, ConvImage::F16(_)))
+    };
+    if !has(bf16) || has(f16) {
         Compute::F32Fma
     } else if let Some(forced) = forced() {
         forced
@@ -158,13 +166,13 @@ pub enum Src {
     F32(Strided<*const f32>),
     Bf16(Strided<*const bf16>),
     F16(Strided<*const f16>),
-    /// A "same" conv's im2col matrix, read in place from the image: only ever the `rhs` of a `bf16` GEMM.
+    /// A "same" conv's im2col matrix, read in place from the image: only ever a GEMM's `rhs`.
     Conv(ConvRows),
 }
 
 /// The im2col matrix of a stride-1 convolution that keeps the image's size (`kh`, `kw` odd, padding half the
-/// kernel), read from a `bf16` image in place: row `(c, ky, kx)`, column `oy·w + ox` is
-/// `x[c, oy + ky − py, ox + kx − px]`, zero outside the image (implicit GEMM).
+/// kernel), read from the image in place: row `(c, ky, kx)`, column `oy·w + ox` is `x[c, oy + ky − py, ox + kx −
+/// px]`, zero outside the image (implicit GEMM).
 ///
 /// Why: writing the im2col buffer and reading it back (plus zeroing its border columns) was ~8 % of a bf16
 /// YOLOv8n train step (perf, docs/benchmarks.md); YOLO's 3×3 stride-1 convs are all of this kind. Each packed
@@ -172,23 +180,54 @@ pub enum Src {
 /// into the neighbouring image row or whose row lies outside the image.
 #[derive(Clone, Copy)]
 pub struct ConvRows {
-    pub(super) ptr: *const bf16,
+    pub(super) image: ConvImage,
     pub(super) h: usize,
     pub(super) w: usize,
     pub(super) kh: usize,
     pub(super) kw: usize,
 }
 
+/// The image behind [`ConvRows`], in its own type: `bf16` or `f16` activations, or an `f32` upstream gradient
+/// (the input gradient's transposed conv).
+#[derive(Clone, Copy)]
+pub enum ConvImage {
+    Bf16(*const bf16),
+    F16(*const f16),
+    F32(*const f32),
+}
+
+impl ConvImage {
+    /// Element `i` in `f32`.
+    ///
+    /// # Safety
+    /// `i` lies in the image.
+    unsafe fn f32_at(&self, i: usize) -> f32 {
+        // SAFETY: the caller's.
+        unsafe {
+            match self {
+                ConvImage::Bf16(p) => (*p.add(i)).to_f32(),
+                ConvImage::F16(p) => (*p.add(i)).to_f32(),
+                ConvImage::F32(p) => *p.add(i),
+            }
+        }
+    }
+}
+
 impl ConvRows {
     /// The widest kernel the packer's per-tap masks hold.
     pub const MAX_K: usize = 15;
 
-    /// The rows of `x` (`c × h × w`, contiguous) for a `kh × kw` "same" conv; `None` for a kernel this does not
-    /// cover (even or wider than [`Self::MAX_K`]).
-    pub fn new(x: &[bf16], [h, w]: [usize; 2], [kh, kw]: [usize; 2]) -> Option<Self> {
+    /// The rows of an image of `len` elements (`c × h × w`, contiguous) for a `kh × kw` "same" conv; `None`
+    /// for a kernel this does not cover (even or wider than [`Self::MAX_K`]).
+    pub fn new(
+        image: ConvImage,
+        len: usize,
+        [h, w]: [usize; 2],
+        [kh, kw]: [usize; 2],
+    ) -> Option<Self> {
         let odd = |k: usize| k % 2 == 1 && k <= Self::MAX_K;
-        (odd(kh) && odd(kw) && h > 0 && w > 0 && x.len() % (h * w) == 0).then_some(ConvRows {
-            ptr: x.as_ptr(),
+        (odd(kh) && odd(kw) && h > 0 && w > 0 && len % (h * w) == 0).then_some(ConvRows {
+            image,
             h,
             w,
             kh,
@@ -196,20 +235,20 @@ impl ConvRows {
         })
     }
 
-    /// Element `(r, j)`.
+    /// Element `(r, j)` in `f32`.
     ///
     /// # Safety
     /// `r` is a row of the matrix (its channel lies in the image) and `j < h·w`.
-    unsafe fn at(&self, r: usize, j: usize) -> bf16 {
+    unsafe fn at(&self, r: usize, j: usize) -> f32 {
         let (c, ky, kx) = (r / (self.kh * self.kw), r / self.kw % self.kh, r % self.kw);
         let iy = (j / self.w + ky).checked_sub(self.kh / 2);
         let ix = (j % self.w + kx).checked_sub(self.kw / 2);
         match (iy, ix) {
             (Some(iy), Some(ix)) if iy < self.h && ix < self.w => {
                 // SAFETY: the caller's: channel c lies in the image, and (iy, ix) in its plane.
-                unsafe { *self.ptr.add((c * self.h + iy) * self.w + ix) }
+                unsafe { self.image.f32_at((c * self.h + iy) * self.w + ix) }
             }
-            _ => bf16::ZERO,
+            _ => 0.0,
         }
     }
 }
@@ -224,7 +263,8 @@ pub trait Elem: Copy + Send + Sync + 'static {
     const ZERO: Self;
     fn src(ptr: *const Self, row: usize, col: usize) -> Src;
 
-    /// [`ConvRows`] of `x` where this type has them (`bf16`).
+    /// [`ConvRows`] of `x` where the half GEMM reads this type in place (`bf16`, `f16`; `f32` convs run on
+    /// `gemm`).
     fn conv_rows(_x: &[Self], _hw: [usize; 2], _k: [usize; 2]) -> Option<Src> {
         None
     }
@@ -244,7 +284,7 @@ impl Elem for bf16 {
     }
 
     fn conv_rows(x: &[Self], hw: [usize; 2], k: [usize; 2]) -> Option<Src> {
-        ConvRows::new(x, hw, k).map(Src::Conv)
+        ConvRows::new(ConvImage::Bf16(x.as_ptr()), x.len(), hw, k).map(Src::Conv)
     }
 }
 
@@ -252,6 +292,10 @@ impl Elem for f16 {
     const ZERO: Self = f16::ZERO;
     fn src(ptr: *const Self, row: usize, col: usize) -> Src {
         Src::F16(Strided::new(ptr, row, col))
+    }
+
+    fn conv_rows(x: &[Self], hw: [usize; 2], k: [usize; 2]) -> Option<Src> {
+        ConvRows::new(ConvImage::F16(x.as_ptr()), x.len(), hw, k).map(Src::Conv)
     }
 }
 
@@ -268,7 +312,7 @@ impl Src {
                 Src::F32(s) => *s.ptr.add(i * s.row + j * s.col),
                 Src::Bf16(s) => (*s.ptr.add(i * s.row + j * s.col)).to_f32(),
                 Src::F16(s) => (*s.ptr.add(i * s.row + j * s.col)).to_f32(),
-                Src::Conv(c) => c.at(i, j).to_f32(),
+                Src::Conv(c) => c.at(i, j),
             }
         }
     }
@@ -283,7 +327,6 @@ impl Src {
         unsafe {
             match self {
                 Src::Bf16(s) => (*s.ptr.add(i * s.row + j * s.col)).to_bits(),
-                Src::Conv(c) => c.at(i, j).to_bits(),
                 _ => bf16::from_f32(self.f32_at(i, j)).to_bits(),
             }
         }
@@ -547,11 +590,21 @@ unsafe fn pack_b(
         let panel = &mut panel[..steps * NR];
         let width = NR.min(nc - jr);
         #[cfg(target_arch = "x86_64")]
-        if let (Src::Conv(rows), Compute::Bf16Dot) = (rhs, compute) {
+        if let Src::Conv(rows) = rhs {
             // SAFETY: the block's rows lie in the image's matrix and its columns in the plane; AVX-512F/BW are
             // present (`available`).
-            unsafe { x86::pack_conv(rows, p0, kb, j0 + jr, width, panel) };
-            continue;
+            match (compute, rows.image) {
+                (Compute::Bf16Dot, ConvImage::Bf16(_)) => unsafe {
+                    x86::pack_conv_bf16(rows, p0, kb, j0 + jr, width, panel);
+                    continue;
+                },
+                (Compute::F32Fma, _) => unsafe {
+                    x86::pack_conv_f32(rows, p0, kb, j0 + jr, width, panel);
+                    continue;
+                },
+                // bf16 products of a wider image: the scalar words below round it
+                _ => {}
+            }
         }
         #[cfg(target_arch = "x86_64")]
         if width == NR && rhs.rows_contiguous() {
@@ -614,7 +667,7 @@ unsafe fn kernel(compute: Compute, steps: usize, a: *const u32, b: *const u32, t
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Compute, ConvRows, Src, Tile, MR, NR};
+    use super::{Compute, ConvImage, ConvRows, Src, Tile, MR, NR};
 
     /// The accumulators of one tile: `MR` rows of two 16-lane vectors.
     pub(super) type Acc = [[__m512; 2]; MR];
@@ -692,14 +745,60 @@ mod x86 {
         }
     }
 
-    /// A panel of `rows[p0..p0+kb, j..j+width]` (zero past `width` and past the block), each row one masked
-    /// load of the image at the row's shift.
+    /// Where each row of a [`ConvRows`] block reads: its rows from `p0` in order, each as the lane mask of
+    /// the pixels inside the image and the element offset of lane 0 (which may lie outside the image).
+    struct RowWalk {
+        row_ok: [u32; ConvRows::MAX_K],
+        col_ok: [u32; ConvRows::MAX_K],
+        /// (channel, ky, kx) of the next row
+        at: [usize; 3],
+        dims: [usize; 4],
+        j: isize,
+    }
+
+    impl RowWalk {
+        #[target_feature(enable = "avx512f,avx512bw")]
+        unsafe fn new(rows: &ConvRows, p0: usize, j: usize, width: usize) -> Self {
+            let (h, w, kh, kw) = (rows.h, rows.w, rows.kh, rows.kw);
+            // SAFETY: AVX-512F/BW are present (the caller's).
+            let (row_ok, col_ok) = unsafe { lane_masks(j, width, [h, w], [kh, kw]) };
+            let taps = kh * kw;
+            RowWalk {
+                row_ok,
+                col_ok,
+                at: [p0 / taps, p0 / kw % kh, p0 % kw],
+                dims: [h, w, kh, kw],
+                j: j as isize,
+            }
+        }
+
+        /// The next row's mask and lane-0 offset.
+        fn next(&mut self) -> (u32, isize) {
+            let [h, w, kh, kw] = self.dims;
+            let [c, ky, kx] = self.at;
+            let mask = self.row_ok[ky] & self.col_ok[kx];
+            let offset = self.j
+                + (c * h * w) as isize
+                + (ky as isize - (kh / 2) as isize) * w as isize
+                + kx as isize
+                - (kw / 2) as isize;
+            self.at = match (kx + 1 == kw, ky + 1 == kh) {
+                (false, _) => [c, ky, kx + 1],
+                (true, false) => [c, ky + 1, 0],
+                (true, true) => [c + 1, 0, 0],
+            };
+            (mask, offset)
+        }
+    }
+
+    /// A panel of `rows[p0..p0+kb, j..j+width]` of a `bf16` image as `bf16` pairs (zero past `width` and
+    /// past the block), each row one masked load of the image at the row's shift.
     ///
     /// # Safety
     /// The block's rows lie in the image's matrix, `j + width ≤ h·w`, `width ≤ NR`, and `panel` holds the
     /// block's `kb.div_ceil(2) · NR` words. AVX-512F/BW are present.
     #[target_feature(enable = "avx512f,avx512bw")]
-    pub(super) unsafe fn pack_conv(
+    pub(super) unsafe fn pack_conv_bf16(
         rows: &ConvRows,
         p0: usize,
         kb: usize,
@@ -707,31 +806,16 @@ mod x86 {
         width: usize,
         panel: &mut [u32],
     ) {
-        let (h, w, kh, kw) = (rows.h, rows.w, rows.kh, rows.kw);
-        let (py, px) = (kh / 2, kw / 2);
-        // SAFETY: AVX-512F/BW are present (the caller's).
-        let (row_ok, col_ok) = unsafe { lane_masks(j, width, [h, w], [kh, kw]) };
-        // row p0 as (channel, ky, kx), advanced one row at a time
-        let taps = kh * kw;
-        let (mut c, mut ky, mut kx) = (p0 / taps, p0 / kw % kh, p0 % kw);
-        let plane = (h * w) as isize;
+        let ConvImage::Bf16(image) = rows.image else {
+            unreachable!("the caller checked for a bf16 image")
+        };
+        // SAFETY: the caller's.
+        let mut walk = unsafe { RowWalk::new(rows, p0, j, width) };
         let mut next = || {
-            let mask = row_ok[ky] & col_ok[kx];
-            let shift = c as isize * plane + (ky as isize - py as isize) * w as isize + kx as isize
-                - px as isize;
-            kx += 1;
-            if kx == kw {
-                kx = 0;
-                ky += 1;
-                if ky == kh {
-                    (ky, c) = (0, c + 1);
-                }
-            }
-            // SAFETY: the mask keeps exactly the lanes whose pixel lies in the image (channel c is in it, as
-            // the caller's row is); masked-off lanes are not read, so the unmasked address may lie outside.
-            unsafe {
-                _mm512_maskz_loadu_epi16(mask, rows.ptr.wrapping_offset(j as isize + shift).cast())
-            }
+            let (mask, offset) = walk.next();
+            // SAFETY: the mask keeps exactly the lanes whose pixel lies in the image (the row's channel is in
+            // it); masked-off lanes are not read, so the unmasked address may lie outside.
+            unsafe { _mm512_maskz_loadu_epi16(mask, image.wrapping_offset(offset).cast()) }
         };
         for s in 0..kb.div_ceil(2) {
             let r0 = next();
@@ -746,6 +830,60 @@ mod x86 {
                 let out = panel.as_mut_ptr().add(s * NR);
                 _mm512_storeu_si512(out.cast(), lo);
                 _mm512_storeu_si512(out.add(16).cast(), hi);
+            }
+        }
+    }
+
+    /// [`pack_conv_bf16`] for `f32` FMAs: each row widened to `f32` words (an `f16` image with F16C's
+    /// conversion), one `k` per step.
+    ///
+    /// # Safety
+    /// As [`pack_conv_bf16`], with `panel` holding `kb · NR` words.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn pack_conv_f32(
+        rows: &ConvRows,
+        p0: usize,
+        kb: usize,
+        j: usize,
+        width: usize,
+        panel: &mut [u32],
+    ) {
+        // SAFETY: the caller's.
+        let mut walk = unsafe { RowWalk::new(rows, p0, j, width) };
+        for s in 0..kb {
+            let (mask, offset) = walk.next();
+            let (lo, hi) = (mask as u16, (mask >> 16) as u16);
+            // SAFETY: as in `pack_conv_bf16`: only the image's pixels are read; the panel holds this step.
+            unsafe {
+                let (a, b) = match rows.image {
+                    ConvImage::F32(p) => {
+                        let p = p.wrapping_offset(offset);
+                        (
+                            _mm512_maskz_loadu_ps(lo, p),
+                            _mm512_maskz_loadu_ps(hi, p.wrapping_add(16)),
+                        )
+                    }
+                    ConvImage::F16(p) => {
+                        let v = _mm512_maskz_loadu_epi16(mask, p.wrapping_offset(offset).cast());
+                        (
+                            _mm512_cvtph_ps(_mm512_castsi512_si256(v)),
+                            _mm512_cvtph_ps(_mm512_extracti64x4_epi64::<1>(v)),
+                        )
+                    }
+                    ConvImage::Bf16(p) => {
+                        let v = _mm512_maskz_loadu_epi16(mask, p.wrapping_offset(offset).cast());
+                        let widen = |h: __m256i| {
+                            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+                        };
+                        (
+                            widen(_mm512_castsi512_si256(v)),
+                            widen(_mm512_extracti64x4_epi64::<1>(v)),
+                        )
+                    }
+                };
+                let out = panel.as_mut_ptr().add(s * NR).cast::<f32>();
+                _mm512_storeu_ps(out, a);
+                _mm512_storeu_ps(out.add(16), b);
             }
         }
     }
@@ -797,7 +935,8 @@ mod x86 {
     #[target_feature(enable = "avx512f")]
     unsafe fn transpose_8x16(v: &[__m512i; MR]) -> [__m512i; 8] {
         let pairs_lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-        let pairs_hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+        let pairs_hi =
+            _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
         let quads_lo = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
         let quads_hi = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
         let eights_lo = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
@@ -1066,7 +1205,8 @@ mod x86 {
         while rows == MR && start + 16 <= kb {
             // SAFETY: 16 elements of each row from p0 + start lie in the block; the panel holds these steps.
             unsafe {
-                let v = std::array::from_fn(|r| _mm512_castps_si512(row_f32(lhs, i + r, p0 + start)));
+                let v =
+                    std::array::from_fn(|r| _mm512_castps_si512(row_f32(lhs, i + r, p0 + start)));
                 store_steps(transpose_8x16(&v), panel.as_mut_ptr().add(start * MR));
             }
             start += 16;
@@ -1220,7 +1360,8 @@ mod x86 {
                     // panel holds these 16 steps.
                     unsafe {
                         let base = b.ptr.add(p0 + 2 * start + (j + 16 * h) * b.col);
-                        let v = std::array::from_fn(|c| _mm512_loadu_si512(base.add(c * b.col).cast()));
+                        let v =
+                            std::array::from_fn(|c| _mm512_loadu_si512(base.add(c * b.col).cast()));
                         let out = panel.as_mut_ptr().add(start * NR + 16 * h);
                         for (t, step) in transpose_16x16(&v).iter().enumerate() {
                             _mm512_storeu_si512(out.add(t * NR).cast(), *step);
@@ -1291,10 +1432,14 @@ mod x86 {
                     let v = std::array::from_fn(|c| {
                         let (p, jc) = (p0 + start, j + 16 * h + c);
                         let v = match rhs {
-                            Src::F16(b) => _mm512_cvtph_ps(_mm256_loadu_si256(b.ptr.add(p + jc * b.col).cast())),
-                            Src::Bf16(b) => _mm512_castsi512_ps(_mm512_slli_epi32::<16>(
-                                _mm512_cvtepu16_epi32(_mm256_loadu_si256(b.ptr.add(p + jc * b.col).cast())),
+                            Src::F16(b) => _mm512_cvtph_ps(_mm256_loadu_si256(
+                                b.ptr.add(p + jc * b.col).cast(),
                             )),
+                            Src::Bf16(b) => {
+                                _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(
+                                    _mm256_loadu_si256(b.ptr.add(p + jc * b.col).cast()),
+                                )))
+                            }
                             _ => unreachable!("checked to be a 16-bit operand"),
                         };
                         _mm512_castps_si512(v)
