@@ -773,6 +773,7 @@ mod x86 {
         }
 
         /// The next row's mask and lane-0 offset.
+        #[inline(always)]
         fn next(&mut self) -> (u32, isize) {
             let [h, w, kh, kw] = self.dims;
             let [c, ky, kx] = self.at;
