@@ -226,7 +226,7 @@ impl ConvRows {
         [kh, kw]: [usize; 2],
     ) -> Option<Self> {
         let odd = |k: usize| k % 2 == 1 && k <= Self::MAX_K;
-        (odd(kh) && odd(kw) && h > 0 && w > 0 && len % (h * w) == 0).then_some(ConvRows {
+        (odd(kh) && odd(kw) && h > 0 && w > 0 && len.is_multiple_of(h * w)).then_some(ConvRows {
             image,
             h,
             w,

@@ -37,7 +37,7 @@ pub fn try_max_pool_same<B: Backend>(
     x: Tensor<B, 4>,
     k: usize,
 ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
-    if k % 2 == 0 || k > MAX_K {
+    if k.is_multiple_of(2) || k > MAX_K {
         return Err(x);
     }
     match downcast(vec![x]) {
