@@ -264,7 +264,7 @@ fn forward_image<T: Elem>(g: &ConvGeometry, x: &[T], w: &[T], out: &mut [f32], p
         };
         if g.is_pointwise() {
             run(x_g, out_g);
-        } else if let Some(rows) = implicit(g, x_g) {
+        } else if let Some(rows) = implicit(g, x_g).map(Src::Conv) {
             // SAFETY: as `run`, the rhs being x_g's k×n im2col matrix read in place.
             unsafe {
                 half_gemm::gemm(
@@ -303,7 +303,7 @@ fn implicit_applies(g: &ConvGeometry) -> bool {
 
 /// One group's image `x` as its im2col matrix read in place, where [`implicit_applies`] and the half GEMM
 /// reads `T` in place (`bf16`, `f16`).
-fn implicit<T: Elem>(g: &ConvGeometry, x: &[T]) -> Option<Src> {
+fn implicit<T: Elem>(g: &ConvGeometry, x: &[T]) -> Option<half_gemm::ConvRows> {
     implicit_applies(g)
         .then(|| T::conv_rows(x, [g.h, g.w], [g.kh, g.kw]))
         .flatten()
@@ -547,10 +547,27 @@ fn backward_weight_image<T: Elem>(
             )
         };
         let dots = dot::applies(m, k, n);
+        let implicit = implicit(g, x_g).filter(|_| !dots);
         if g.is_pointwise() && dots {
             dot::a_bt(m, k, n, dy_g, x_g, dw_g, accumulate);
         } else if g.is_pointwise() {
             run(x_g, dw_g);
+        } else if let Some(rows) = implicit {
+            // colᵀ read in place from the image (no im2col)
+            let col_t = Src::Conv(rows.transposed());
+            let lhs = f32::src(dy_g.as_ptr(), n, 1);
+            // SAFETY: as `run`, the rhs being x_g's im2col matrix read transposed in place.
+            unsafe {
+                half_gemm::gemm(
+                    half_gemm::compute_for(&lhs, &col_t),
+                    [m, k, n],
+                    Strided::new(dw_g.as_mut_ptr(), k, 1),
+                    accumulate,
+                    lhs,
+                    col_t,
+                    par,
+                )
+            }
         } else if taps_for::<T>(g) {
             let wide = Wide::new(g);
             with_scratch(wide.padded_len(g), wide.out_len(g), |xp, dy_wide| {

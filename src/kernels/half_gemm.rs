@@ -181,6 +181,8 @@ pub enum Src {
 #[derive(Clone, Copy)]
 pub struct ConvRows {
     pub(super) image: ConvImage,
+    /// Read as the transpose (`colᵀ`: row `oy·w + ox`, column `(c, ky, kx)`): the weight gradient's `rhs`.
+    pub(super) transposed: bool,
     pub(super) h: usize,
     pub(super) w: usize,
     pub(super) kh: usize,
@@ -228,6 +230,7 @@ impl ConvRows {
         let odd = |k: usize| k % 2 == 1 && k <= Self::MAX_K;
         (odd(kh) && odd(kw) && h > 0 && w > 0 && len.is_multiple_of(h * w)).then_some(ConvRows {
             image,
+            transposed: false,
             h,
             w,
             kh,
@@ -235,11 +238,20 @@ impl ConvRows {
         })
     }
 
-    /// Element `(r, j)` in `f32`.
+    /// The same matrix read as its transpose (`colᵀ`).
+    pub fn transposed(self) -> Self {
+        ConvRows {
+            transposed: !self.transposed,
+            ..self
+        }
+    }
+
+    /// Element `(i, j)` in `f32`: `(r, j)` of the im2col matrix, or `(j, r)` when [`Self::transposed`].
     ///
     /// # Safety
-    /// `r` is a row of the matrix (its channel lies in the image) and `j < h·w`.
-    unsafe fn at(&self, r: usize, j: usize) -> f32 {
+    /// `(i, j)` lies in the matrix (its channel in the image, its position below `h·w`).
+    unsafe fn at(&self, i: usize, j: usize) -> f32 {
+        let (r, j) = if self.transposed { (j, i) } else { (i, j) };
         let (c, ky, kx) = (r / (self.kh * self.kw), r / self.kw % self.kh, r % self.kw);
         let iy = (j / self.w + ky).checked_sub(self.kh / 2);
         let ix = (j % self.w + kx).checked_sub(self.kw / 2);
@@ -265,7 +277,7 @@ pub trait Elem: Copy + Send + Sync + 'static {
 
     /// [`ConvRows`] of `x` where the half GEMM reads this type in place (`bf16`, `f16`; `f32` convs run on
     /// `gemm`).
-    fn conv_rows(_x: &[Self], _hw: [usize; 2], _k: [usize; 2]) -> Option<Src> {
+    fn conv_rows(_x: &[Self], _hw: [usize; 2], _k: [usize; 2]) -> Option<ConvRows> {
         None
     }
 }
@@ -283,8 +295,8 @@ impl Elem for bf16 {
         Src::Bf16(Strided::new(ptr, row, col))
     }
 
-    fn conv_rows(x: &[Self], hw: [usize; 2], k: [usize; 2]) -> Option<Src> {
-        ConvRows::new(ConvImage::Bf16(x.as_ptr()), x.len(), hw, k).map(Src::Conv)
+    fn conv_rows(x: &[Self], hw: [usize; 2], k: [usize; 2]) -> Option<ConvRows> {
+        ConvRows::new(ConvImage::Bf16(x.as_ptr()), x.len(), hw, k)
     }
 }
 
@@ -294,8 +306,8 @@ impl Elem for f16 {
         Src::F16(Strided::new(ptr, row, col))
     }
 
-    fn conv_rows(x: &[Self], hw: [usize; 2], k: [usize; 2]) -> Option<Src> {
-        ConvRows::new(ConvImage::F16(x.as_ptr()), x.len(), hw, k).map(Src::Conv)
+    fn conv_rows(x: &[Self], hw: [usize; 2], k: [usize; 2]) -> Option<ConvRows> {
+        ConvRows::new(ConvImage::F16(x.as_ptr()), x.len(), hw, k)
     }
 }
 
@@ -593,13 +605,21 @@ unsafe fn pack_b(
         if let Src::Conv(rows) = rhs {
             // SAFETY: the block's rows lie in the image's matrix and its columns in the plane; AVX-512F/BW are
             // present (`available`).
-            match (compute, rows.image) {
-                (Compute::Bf16Dot, ConvImage::Bf16(_)) => unsafe {
+            match (compute, rows.image, rows.transposed) {
+                (Compute::Bf16Dot, ConvImage::Bf16(_), false) => unsafe {
                     x86::pack_conv_bf16(rows, p0, kb, j0 + jr, width, panel);
                     continue;
                 },
-                (Compute::F32Fma, _) => unsafe {
+                (Compute::F32Fma, _, false) => unsafe {
                     x86::pack_conv_f32(rows, p0, kb, j0 + jr, width, panel);
+                    continue;
+                },
+                (Compute::Bf16Dot, ConvImage::Bf16(_), true) => unsafe {
+                    x86::pack_conv_t(true, rows, p0, kb, j0 + jr, width, panel);
+                    continue;
+                },
+                (Compute::F32Fma, _, true) => unsafe {
+                    x86::pack_conv_t(false, rows, p0, kb, j0 + jr, width, panel);
                     continue;
                 },
                 // bf16 products of a wider image: the scalar words below round it
@@ -885,6 +905,89 @@ mod x86 {
                 let out = panel.as_mut_ptr().add(s * NR).cast::<f32>();
                 _mm512_storeu_ps(out, a);
                 _mm512_storeu_ps(out.add(16), b);
+            }
+        }
+    }
+
+    /// A panel of the transposed matrix (`colᵀ`: steps are positions, columns rows `(c, ky, kx)`)
+    /// `rows[p0..p0+kb, j..j+width]`, as `bf16` pairs (`pairs`, a `bf16` image) or `f32` words: for 16 steps
+    /// at a time, each column's positions are one masked load of the image at the column's shift, and a
+    /// 16×16 register transpose turns 16 columns into 16 steps (the weight gradient's `rhs`, without im2col).
+    ///
+    /// # Safety
+    /// The block's positions lie below `h·w`, its columns are rows of the image's matrix, `width ≤ NR`, and
+    /// `panel` holds the block's steps (`kb.div_ceil(2)` for pairs, else `kb`) of `NR` words. AVX-512F/BW
+    /// are present.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn pack_conv_t(
+        pairs: bool,
+        rows: &ConvRows,
+        p0: usize,
+        kb: usize,
+        j: usize,
+        width: usize,
+        panel: &mut [u32],
+    ) {
+        let (h, w, kh, kw) = (rows.h, rows.w, rows.kh, rows.kw);
+        // each column's tap (ky, kx) and the offset of its pixel for position 0 (may lie outside the image)
+        let taps = kh * kw;
+        let cols: [(usize, usize, isize); NR] = std::array::from_fn(|c| {
+            let r = j + c.min(width.saturating_sub(1));
+            let (ci, ky, kx) = (r / taps, r / kw % kh, r % kw);
+            let shift = (ci * h * w) as isize
+                + (ky as isize - (kh / 2) as isize) * w as isize
+                + kx as isize
+                - (kw / 2) as isize;
+            (ky, kx, shift)
+        });
+        let per = if pairs { 2 } else { 1 };
+        let steps = kb.div_ceil(per);
+        for start in (0..steps).step_by(16) {
+            let q = p0 + per * start;
+            let live = (kb - per * start).min(16 * per);
+            // SAFETY: AVX-512F/BW are present (the caller's).
+            let (row_ok, col_ok) = unsafe { lane_masks(q, live, [h, w], [kh, kw]) };
+            for half in 0..NR / 16 {
+                let v: [__m512i; 16] = std::array::from_fn(|cc| {
+                    let c = 16 * half + cc;
+                    if c >= width {
+                        return _mm512_setzero_si512();
+                    }
+                    let (ky, kx, shift) = cols[c];
+                    let mask = row_ok[ky] & col_ok[kx];
+                    let at = q as isize + shift;
+                    // SAFETY: the mask keeps exactly the lanes whose pixel lies in the image; masked-off
+                    // lanes are not read.
+                    unsafe {
+                        match rows.image {
+                            ConvImage::Bf16(p) if pairs => {
+                                _mm512_maskz_loadu_epi16(mask, p.wrapping_offset(at).cast())
+                            }
+                            ConvImage::Bf16(p) => _mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(
+                                _mm512_castsi512_si256(_mm512_maskz_loadu_epi16(
+                                    mask,
+                                    p.wrapping_offset(at).cast(),
+                                )),
+                            )),
+                            ConvImage::F16(p) => {
+                                _mm512_castps_si512(_mm512_cvtph_ps(_mm512_castsi512_si256(
+                                    _mm512_maskz_loadu_epi16(mask, p.wrapping_offset(at).cast()),
+                                )))
+                            }
+                            ConvImage::F32(p) => _mm512_castps_si512(_mm512_maskz_loadu_ps(
+                                mask as u16,
+                                p.wrapping_offset(at),
+                            )),
+                        }
+                    }
+                });
+                // SAFETY: AVX-512F is present; the panel holds steps start .. steps.
+                unsafe {
+                    let out = panel.as_mut_ptr().add(start * NR + 16 * half);
+                    for (t, step) in transpose_16x16(&v).iter().enumerate().take(steps - start) {
+                        _mm512_storeu_si512(out.add(t * NR).cast(), *step);
+                    }
+                }
             }
         }
     }
