@@ -1,7 +1,9 @@
 //! 2-D convolution on contiguous NCHW `f32` slices: forward, input gradient and weight gradient, each an im2col
 //! (or, for 1×1 stride-1 convs, no copy at all) followed by one `gemm` call per image and group; stride-1 convs
 //! with few channels take one GEMM per kernel tap instead ([`super::taps`]), and narrow weight gradients
-//! AVX-512 dot products ([`super::dot`]).
+//! AVX-512 dot products ([`super::dot`]). Half-precision "same" stride-1 convs skip im2col altogether: the half
+//! GEMM reads the image in place ([`half_gemm::ConvRows`], implicit GEMM), and their input gradient is the
+//! transposed conv's forward instead of col2im.
 //!
 //! Why not Burn's: burn-flex converts to NHWC and back around every conv and computes the input gradient as a
 //! transposed conv through the same path; on YOLO's shapes that costs more than the GEMMs themselves

@@ -6,9 +6,10 @@
 //! a geometry the kernels cover, it runs them, and otherwise hands the tensors back untouched for the stock
 //! path.
 //!
-//! Half precision: `f16` and `bf16` inputs and weights are read in their own type by im2col and the tap copies,
-//! and converted only while [`half_gemm`] packs them (bf16 multiplied with `VDPBF16PS` where the CPU has
-//! AVX512_BF16, `f16` widened with F16C and multiplied in `f32`), always accumulating in `f32`. The conv output
+//! Half precision: `f16` and `bf16` inputs and weights are read in their own type by im2col (or in place, for
+//! 3×3 stride-1 convs), and converted only while [`half_gemm`] packs them (bf16 multiplied on AMX tiles or with
+//! `VDPBF16PS` where the CPU has them, `f16` widened with F16C and multiplied in `f32`), always accumulating in
+//! `f32`. The conv output
 //! is `f32` for BatchNorm's statistics, and the fused epilogue rounds each plane to the caller's type as it
 //! writes it. What the backward keeps (the input and the conv output before BatchNorm) stays in the caller's
 //! type, so a half-precision model holds half the activation memory of an `f32` one. On a CPU without AVX-512
