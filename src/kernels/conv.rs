@@ -232,13 +232,22 @@ pub fn forward_strided<T: Elem>(
     let out_img = g.c_out * g.out_hw();
     let (per_image, par) = split(g.batch);
     let one = |b: usize, out_b: &mut [f32]| forward_image(g, image(b), w, out_b, par);
+    by_image(per_image, g.output_len(), out_img, one)
+}
+
+/// A `len`-float result of images `img` floats apart, image `b` written by `one(b, ..)`: images in parallel
+/// where [`split`] says so, else one after another (each with its own parallel GEMM).
+fn by_image(
+    per_image: bool,
+    len: usize,
+    img: usize,
+    one: impl Fn(usize, &mut [f32]) + Sync + Send,
+) -> Vec<f32> {
     if per_image {
-        super::par_vec(g.output_len(), out_img, one).0
+        super::par_vec(len, img, one).0
     } else {
-        let mut out = vec![0.0; g.output_len()];
-        out.chunks_mut(out_img)
-            .enumerate()
-            .for_each(|(b, o)| one(b, o));
+        let mut out = vec![0.0; len];
+        out.chunks_mut(img).enumerate().for_each(|(b, o)| one(b, o));
         out
     }
 }
@@ -381,15 +390,7 @@ fn backward_input_transposed<T: Elem>(g: &ConvGeometry, w: &[T], dy: &[f32]) -> 
             }
         }
     };
-    Some(if per_image {
-        super::par_vec(g.input_len(), in_img, one).0
-    } else {
-        let mut dx = vec![0.0; g.input_len()];
-        dx.chunks_mut(in_img)
-            .enumerate()
-            .for_each(|(b, d)| one(b, d));
-        dx
-    })
+    Some(by_image(per_image, g.input_len(), in_img, one))
 }
 
 /// `dx[b] = col2im(wᵀ · dy[b])`.
@@ -404,15 +405,7 @@ pub fn backward_input<T: Elem>(g: &ConvGeometry, w: &[T], dy: &[f32]) -> Vec<f32
     let one = |b: usize, dx_b: &mut [f32]| {
         backward_input_image(g, w, &dy[b * out_img..][..out_img], dx_b, par)
     };
-    if per_image {
-        super::par_vec(g.input_len(), in_img, one).0
-    } else {
-        let mut dx = vec![0.0; g.input_len()];
-        dx.chunks_mut(in_img)
-            .enumerate()
-            .for_each(|(b, d)| one(b, d));
-        dx
-    }
+    by_image(per_image, g.input_len(), in_img, one)
 }
 
 fn backward_input_image<T: Elem>(

@@ -13,7 +13,9 @@
 //! maximum of k of those (first row), which is the row-major first occurrence over the whole window.
 //!
 //! Forward values are copies, exact in every type. The gradient of each input element is the sum of the output
-//! gradients that chose it, added in `f32` in output order and rounded once to the half type.
+//! gradients that chose it, added in `f32` in output order and rounded once to the half type (torch adds in the
+//! half type, rounding at each add). `scripts/check_pool_torch.py` checks the rule that tests/kernels_pool.rs
+//! transcribes against PyTorch itself, on tie-heavy values: the same outputs and the same chosen elements.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
