@@ -12,7 +12,9 @@ use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
 use yolo_burn::backend::Cpu;
-use yolo_burn::kernels::{add_with, cat_with, upsample_nearest_with, Kernels};
+use yolo_burn::kernels::{
+    add_with, cat_with, narrow_channels_with, upsample_nearest_with, Kernels,
+};
 
 type Ad = Autodiff<Cpu>;
 
@@ -137,6 +139,50 @@ fn half_concatenation_and_residual_add_match_burn() {
         ]
         .iter()
         .zip(ours.iter().zip(&stock))
+        {
+            assert_eq!(a, b, "{dtype:?} {what}");
+        }
+    }
+}
+
+/// C2f's split (`narrow_channels`): a channel range whose tensor is also read whole, so the range's gradient is
+/// added into the whole tensor's (ours adds in place, Burn pads with zeros and adds everything); a range read by
+/// two ops; a range that is the tensor's only reader (no gradient held yet); C2PSA's two halves. Exact in every
+/// type: each element's gradient is the same sum of the same two or three values either way.
+#[test]
+fn channel_split_gradients_match_burn() {
+    let device = Default::default();
+    for dtype in [DType::F32, DType::F16, DType::BF16] {
+        let run = |k: Kernels| {
+            let y = pseudo::<Ad, 4>([2, 8, 3, 5], 21, -2.0, 2.0, dtype, &device).require_grad();
+            let lone = pseudo::<Ad, 4>([2, 6, 3, 5], 22, -2.0, 2.0, dtype, &device).require_grad();
+            let half = narrow_channels_with(k, y.clone(), 4, 4);
+            let block = add_with(k, half.clone(), half);
+            let first = narrow_channels_with(k, y.clone(), 0, 4);
+            let out = cat_with(
+                k,
+                vec![
+                    y.clone(),
+                    block,
+                    first,
+                    narrow_channels_with(k, lone.clone(), 1, 3),
+                ],
+                1,
+            );
+            let weights = pseudo::<Ad, 4>([2, 19, 3, 5], 23, -1.0, 1.0, dtype, &device);
+            let grads = (out.clone() * weights).sum().backward();
+            let eval = narrow_channels_with(k, y.clone().inner(), 3, 2);
+            [
+                values(out, dtype, "out"),
+                values(y.grad(&grads).expect("y grad"), dtype, "d/dy"),
+                values(lone.grad(&grads).expect("lone grad"), dtype, "d/dlone"),
+                values(eval, dtype, "eval out"),
+            ]
+        };
+        let (ours, stock) = (run(Kernels::Fast), run(Kernels::Burn));
+        for (what, (a, b)) in ["out", "d/dy", "d/dlone", "eval out"]
+            .iter()
+            .zip(ours.iter().zip(&stock))
         {
             assert_eq!(a, b, "{dtype:?} {what}");
         }

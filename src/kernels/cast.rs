@@ -17,10 +17,14 @@ use burn_flex::{Flex, FlexTensor};
 use half::{bf16, f16};
 
 use super::flex::{cast, f32s, from_primitive, primitive, supported, AdFlexTensor};
-use super::{par_vec, par_vec_of};
+use super::grad_sum::{self, grad_key};
+use super::{par_vec, par_vec2_of, par_vec_of};
 
 /// Elements per parallel chunk: large enough to amortise the task, small enough to split a layer's tensor.
 const CHUNK: usize = 1 << 16;
+/// Elements of a half plane widened at a time by the plane-wise passes: two or three such `f32` blocks fit in
+/// L1 with the pass's output.
+const WIDE_BLOCK: usize = 2048;
 
 /// `src` (a half type) widened to `f32`, chunks in parallel.
 fn widen_all<T: Sync>(src: &[T]) -> Vec<f32>
@@ -141,7 +145,7 @@ impl Backward<Flex, 1> for CastBackward {
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let dout = grads.consume::<Flex>(&ops.node);
         if let Some(node) = ops.parents.into_iter().flatten().next() {
-            grads.register::<Flex>(node.id, convert(&dout, ops.state));
+            grad_sum::register(grads, &grad_key!(&node), convert(&dout, ops.state));
         }
     }
 }
@@ -183,6 +187,15 @@ impl<'a> Floats<'a> {
         self.len() == 0
     }
 
+    /// How many elements of a plane of `plane` to hand [`Floats::with_f32`] at a time: the whole plane in
+    /// `f32` (read in place, and the sums over it keep their order), else a block whose widened copy fits in L1.
+    pub fn block_len(&self, plane: usize) -> usize {
+        match self {
+            Floats::F32(_) => plane,
+            _ => plane.min(WIDE_BLOCK),
+        }
+    }
+
     /// `f` of elements `range` as `f32`: the slice itself in `f32`, else a widened copy of just that range
     /// (in a reused per-thread buffer).
     pub fn with_f32<R>(&self, range: std::ops::Range<usize>, f: impl FnOnce(&[f32]) -> R) -> R {
@@ -206,48 +219,76 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// `f` of a zeroed `len`-float buffer taken from this thread's pool (nested calls take different buffers).
+/// `f` of a `len`-float buffer taken from this thread's pool (nested calls take different buffers). Its
+/// values are whatever the last user left: every caller overwrites all of it before reading.
 fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     let mut buf = SCRATCH.with(|s| s.borrow_mut().pop()).unwrap_or_default();
-    buf.clear();
-    buf.resize(len, 0.0);
-    let result = f(&mut buf);
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    let result = f(&mut buf[..len]);
     SCRATCH.with(|s| s.borrow_mut().push(buf));
     result
 }
 
-/// A tensor of `dtype` and `shape` whose `f32` values `write(i, plane)` gives plane by plane (`plane` elements
-/// each, the last maybe fewer), in parallel: in a half type each plane is computed in `f32` and rounded at once,
-/// so no `f32` copy of the whole tensor exists.
-pub(super) fn planes_in(
+/// Two tensors of `dtype` and `shape`: one whose `f32` values `write(source, at, out)` gives (elements `at..at +
+/// out.len()`, never across a plane of `plane` elements), and `source` itself (a conv output that the backward
+/// keeps). Planes run in parallel. In a half type each block of a plane is computed in
+/// `f32` and rounded at once, and the same block of `source` is rounded while it is still in cache: no `f32`
+/// copy of the output, and no second pass over `source`.
+pub(super) fn planes_and_source_in(
     dtype: DType,
     shape: &[usize],
     plane: usize,
-    write: impl Fn(usize, &mut [f32]) + Sync + Send,
-) -> FlexTensor {
+    source: Vec<f32>,
+    write: impl Fn(&[f32], usize, &mut [f32]) + Sync + Send,
+) -> (FlexTensor, FlexTensor) {
     fn rounded<T: Copy + Default + Send + Sync>(
-        n: usize,
         plane: usize,
-        write: impl Fn(usize, &mut [f32]) + Sync + Send,
-    ) -> Vec<T>
+        source: &[f32],
+        write: impl Fn(&[f32], usize, &mut [f32]) + Sync + Send,
+    ) -> (Vec<T>, Vec<T>)
     where
         [T]: HalfSlice,
     {
-        par_vec_of(n, plane, T::default(), |i, out| {
-            with_scratch(out.len(), |wide| {
-                write(i, wide);
-                out.round_from(wide)
-            })
+        let step = plane.clamp(1, WIDE_BLOCK);
+        par_vec2_of(source.len(), plane.max(1), T::default(), |i, out, kept| {
+            let start = i * plane.max(1);
+            for (k, (out, kept)) in out.chunks_mut(step).zip(kept.chunks_mut(step)).enumerate() {
+                let at = start + k * step;
+                with_scratch(out.len(), |wide| {
+                    write(source, at, wide);
+                    out.round_from(wide)
+                });
+                kept.round_from(&source[at..][..kept.len()]);
+            }
         })
-        .0
     }
     let n: usize = shape.iter().product();
-    let data = match dtype {
-        DType::F16 => TensorData::new(rounded::<f16>(n, plane, write), shape.to_vec()),
-        DType::BF16 => TensorData::new(rounded::<bf16>(n, plane, write), shape.to_vec()),
-        _ => TensorData::new(par_vec(n, plane, write).0, shape.to_vec()),
+    let (out, kept) = match dtype {
+        DType::F16 => {
+            let (out, kept) = rounded::<f16>(plane, &source, write);
+            (
+                TensorData::new(out, shape.to_vec()),
+                TensorData::new(kept, shape.to_vec()),
+            )
+        }
+        DType::BF16 => {
+            let (out, kept) = rounded::<bf16>(plane, &source, write);
+            (
+                TensorData::new(out, shape.to_vec()),
+                TensorData::new(kept, shape.to_vec()),
+            )
+        }
+        _ => {
+            let out = par_vec(n, plane.max(1), |i, o| write(&source, i * plane.max(1), o)).0;
+            (
+                TensorData::new(out, shape.to_vec()),
+                TensorData::new(source, shape.to_vec()),
+            )
+        }
     };
-    FlexTensor::from_data(data)
+    (FlexTensor::from_data(out), FlexTensor::from_data(kept))
 }
 
 #[cfg(test)]
@@ -256,6 +297,33 @@ mod tests {
     use burn::backend::Flex;
     use burn::tensor::ops::FloatTensorOps;
     use burn::tensor::FloatDType;
+
+    /// The epilogue's two outputs, planes longer than one block and a short last plane: each element is
+    /// `write`'s value and `source`'s, rounded once, exactly as rounding whole tensors gives.
+    #[test]
+    fn planes_and_source_equal_whole_tensor_rounding() {
+        let (planes, plane) = (3, 2 * WIDE_BLOCK + 5);
+        let shape = [planes, plane];
+        let source: Vec<f32> = (0..planes * plane)
+            .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 37.0)
+            .collect();
+        let f = |v: f32, at: usize| v * 1.5 - (at % 11) as f32;
+        let want: Vec<f32> = source.iter().enumerate().map(|(i, v)| f(*v, i)).collect();
+        for dtype in [DType::F32, DType::F16, DType::BF16] {
+            let (out, kept) =
+                planes_and_source_in(dtype, &shape, plane, source.clone(), |s, at, o| {
+                    for (j, o) in o.iter_mut().enumerate() {
+                        *o = f(s[at + j], at + j);
+                    }
+                });
+            let as_f32 = |t: &FlexTensor| to_f32(t).into_data().to_vec::<f32>().unwrap();
+            let round = |v: &[f32]| as_f32(&from_f32(v.to_vec(), &shape, dtype));
+            assert_eq!(out.dtype(), dtype);
+            assert_eq!(kept.dtype(), dtype);
+            assert_eq!(as_f32(&out), round(&want), "{dtype:?} output");
+            assert_eq!(as_f32(&kept), round(&source), "{dtype:?} source");
+        }
+    }
 
     /// Under autodiff, `try_cast` gives Burn's cast's values and gradient (in the input's type), both ways.
     #[test]

@@ -34,6 +34,7 @@ use half::{bf16, f16};
 
 use super::bn_act::{self, BatchStats, Floats};
 use super::conv::{self, ConvGeometry};
+use super::grad_sum::{self, grad_key};
 use super::half_gemm;
 
 /// burn-flex's float primitive under autodiff (the type is not exported by name).
@@ -376,7 +377,8 @@ impl Backward<Flex, 4> for ConvBnActBackward {
         }
         if let Some(node) = node_x {
             let dx = conv_backward_input(&g, &s.w, &bn.dy);
-            grads.register::<Flex>(node.id, narrow(dx, &[g.batch, g.c_in, g.h, g.w], x_dtype));
+            let shape = [g.batch, g.c_in, g.h, g.w];
+            grad_sum::register_f32(grads, &grad_key!(&node), dx, &shape, x_dtype);
         }
         if let Some(node) = node_w {
             let mut dw = vec![0.0f32; g.weight_len()];
@@ -422,9 +424,10 @@ fn train<B: Backend>(
         .map(|i| beta_v[i] - stats.mean[i] * scale[i])
         .collect();
     let out_shape = [g.batch, c, g.out_h(), g.out_w()];
-    // In a half type each plane is rounded as it is computed: no f32 copy of the whole output.
-    let out = super::cast::planes_in(dtypes[0], &out_shape, hw, |i, o| {
-        bn_act::scale_shift_act_plane(&y, c, hw, &scale, &shift, act, i, o)
+    // In a half type each block is rounded as it is computed (no f32 copy of the whole output), and so is the
+    // conv output the backward keeps.
+    let (out, y) = super::cast::planes_and_source_in(dtypes[0], &out_shape, hw, y, |y, at, o| {
+        bn_act::scale_shift_act_at(y, c, hw, &scale, &shift, act, at, o)
     });
     let saved_x = saved_input(xc, &x.primitive);
 
@@ -445,7 +448,7 @@ fn train<B: Backend>(
             ConvBnActState {
                 x: saved_x,
                 w: saved_input(wc, &w.primitive),
-                y: narrow(y, &out_shape, dtypes[0]),
+                y,
                 stats: Arc::new(stats),
                 gamma: Arc::new(gamma_v),
                 beta: Arc::new(beta_v),
@@ -621,7 +624,8 @@ impl Backward<Flex, 3> for ConvBiasBackward {
         }
         if let Some(node) = node_x {
             let dx = conv_backward_input(&g, &s.w, dy);
-            grads.register::<Flex>(node.id, narrow(dx, &[g.batch, g.c_in, g.h, g.w], x_dtype));
+            let shape = [g.batch, g.c_in, g.h, g.w];
+            grad_sum::register_f32(grads, &grad_key!(&node), dx, &shape, x_dtype);
         }
         if let Some(node) = node_w {
             let mut dw = vec![0.0f32; g.weight_len()];

@@ -31,7 +31,9 @@ use burn_flex::{Flex, FlexTensor};
 use half::{bf16, f16};
 
 use super::flex::{batch_strided_as_is, cast, flex, from_primitive, primitive, AdFlexTensor};
+use super::grad_sum::{self, grad_key};
 use super::par_vec_of;
+use rayon::prelude::*;
 
 /// The most inputs [`try_cat`] takes (C2f of a YOLOv8x has 1 + 6); more go to Burn's `cat`.
 const MAX_CAT: usize = 8;
@@ -45,10 +47,16 @@ trait Elem: Copy + Send + Sync + 'static {
     /// From `t`'s first element to the end of its storage (for [`batch_strided_as_is`] views).
     fn from_start(t: &FlexTensor) -> &[Self];
 
+    /// All of `t`'s storage, copied first if another tensor shares it.
+    fn storage_mut(t: &mut FlexTensor) -> &mut [Self];
+
     fn tensor(values: Vec<Self>, shape: &[usize]) -> FlexTensor;
 
     /// `out = a + b`, each sum computed in `f32` and rounded once, as burn-flex's own add does.
     fn add(a: &[Self], b: &[Self], out: &mut [Self]);
+
+    /// `out = out + b`, as [`Elem::add`].
+    fn add_assign(out: &mut [Self], b: &[Self]);
 
     /// `values` in `f32`: themselves, or widened into `scratch` (which the caller reuses, so a row costs no
     /// allocation).
@@ -66,6 +74,10 @@ impl Elem for f32 {
         &t.storage::<f32>()[t.layout().start_offset()..]
     }
 
+    fn storage_mut(t: &mut FlexTensor) -> &mut [Self] {
+        t.storage_mut::<f32>()
+    }
+
     fn tensor(values: Vec<Self>, shape: &[usize]) -> FlexTensor {
         flex(values, shape)
     }
@@ -73,6 +85,12 @@ impl Elem for f32 {
     fn add(a: &[Self], b: &[Self], out: &mut [Self]) {
         for ((o, x), y) in out.iter_mut().zip(a).zip(b) {
             *o = x + y;
+        }
+    }
+
+    fn add_assign(out: &mut [Self], b: &[Self]) {
+        for (o, y) in out.iter_mut().zip(b) {
+            *o += y;
         }
     }
 
@@ -97,6 +115,10 @@ macro_rules! half_elem {
                 &t.storage::<$t>()[t.layout().start_offset()..]
             }
 
+            fn storage_mut(t: &mut FlexTensor) -> &mut [Self] {
+                t.storage_mut::<$t>()
+            }
+
             fn tensor(values: Vec<Self>, shape: &[usize]) -> FlexTensor {
                 FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
             }
@@ -116,6 +138,10 @@ macro_rules! half_elem {
                     }
                     o.round_from(x);
                 }
+            }
+
+            fn add_assign(out: &mut [Self], b: &[Self]) {
+                grad_sum::add_half_into(out, b)
             }
 
             fn widened<'a>(values: &'a [Self], scratch: &'a mut Vec<f32>) -> &'a [f32] {
@@ -353,7 +379,7 @@ impl<const N: usize> Backward<Flex, N> for CatBackward<N> {
                 });
                 T::tensor(grad, &grad_shape)
             });
-            grads.register::<Flex>(node.id, grad);
+            grad_sum::register(grads, &grad_key!(&node), grad);
         }
     }
 }
@@ -421,7 +447,107 @@ impl Backward<Flex, 2> for AddBackward {
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let dout = in_dtype(grads.consume::<Flex>(&ops.node), ops.state);
         for node in ops.parents.into_iter().flatten() {
-            grads.register::<Flex>(node.id, dout.clone());
+            grad_sum::register(grads, &grad_key!(&node), dout.clone());
+        }
+    }
+}
+
+/// Channels `start..start + len` of a 4-D burn-flex tensor (`f32`, `f16` or `bf16`), as a view like Burn's
+/// `narrow`; `Err` hands it back.
+///
+/// Why our own: C2f splits its `cv1` output and also concatenates all of it, so the output gets two gradients.
+/// Burn's slice backward writes the half's gradient into a zero tensor of the whole shape, which
+/// `Gradients::register` then adds to the concatenation's gradient: a full-size add (element by element in
+/// `f16`) mostly of zeros. Here the half's gradient is added into the held gradient's channel range in place.
+pub fn try_narrow_channels<B: Backend>(
+    x: Tensor<B, 4>,
+    start: usize,
+    len: usize,
+) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+    if start + len > x.dims()[1] {
+        return Err(x);
+    }
+    match downcast(vec![x]) {
+        Downcast::Plain(mut ts) => Ok(to_b(ts.remove(0).narrow(1, start, len))),
+        Downcast::Tracked(mut ts) => {
+            let x = ts.remove(0);
+            let shape = dims(&x.primitive);
+            let out = x.primitive.narrow(1, start, len);
+            let dtype = out.dtype();
+            let out = match NarrowBackward
+                .prepare::<NoCheckpointing>([x.node.clone()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => prep.finish((shape, start, dtype), out),
+                OpsKind::UnTracked(prep) => prep.finish(out),
+            };
+            Ok(ad_to_b(out))
+        }
+        Downcast::Other(mut ts) => Err(ts.remove(0)),
+    }
+}
+
+#[derive(Debug)]
+struct NarrowBackward;
+
+impl Backward<Flex, 1> for NarrowBackward {
+    /// The input's shape, the first channel, and the float type.
+    type State = ([usize; 4], usize, DType);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (shape, start, dtype) = ops.state;
+        let dout = in_dtype(grads.consume::<Flex>(&ops.node), dtype);
+        let Some(node) = ops.parents.into_iter().flatten().next() else {
+            return;
+        };
+        let key = grad_key!(&node);
+        let held = grad_sum::take(grads, &key);
+        let dx = with_elem!(dtype, T => narrow_backward_of::<T>(&dout, held, shape, start, dtype));
+        grads.register::<Flex>(node.id, dx);
+    }
+}
+
+/// The input's gradient: `held` (the gradient its other readers gave, when there is one of this type and
+/// shape) with `dout` added into channels `start..`, else `dout` there and zeros elsewhere.
+fn narrow_backward_of<T: Elem>(
+    dout: &FlexTensor,
+    held: Option<FlexTensor>,
+    shape: [usize; 4],
+    start: usize,
+    dtype: DType,
+) -> FlexTensor {
+    let [batch, c, h, w] = shape;
+    let len = dims(dout)[1];
+    let run = len * h * w;
+    let first = start * h * w;
+    let (dout, stride) = batch_strided_as_is(dout);
+    let dout = T::from_start(&dout);
+    let image = c * h * w;
+    match held {
+        Some(held) if held.dtype() == dtype && held.layout().shape().to_vec() == shape => {
+            let mut g = held.to_contiguous();
+            let (begin, end) = g
+                .layout()
+                .contiguous_offsets()
+                .unwrap_or_else(|| unreachable!("made contiguous"));
+            T::storage_mut(&mut g)[begin..end]
+                .par_chunks_mut(image.max(1))
+                .enumerate()
+                .for_each(|(i, img)| {
+                    T::add_assign(&mut img[first..][..run], &dout[i * stride..][..run])
+                });
+            g
+        }
+        held => {
+            let (out, _) = par_vec_of(batch * image, image, T::ZERO, |i, img| {
+                img[first..][..run].copy_from_slice(&dout[i * stride..][..run])
+            });
+            let g = T::tensor(out, &shape);
+            match held {
+                Some(held) => Flex::float_add(g, held),
+                None => g,
+            }
         }
     }
 }
@@ -496,7 +622,7 @@ impl Backward<Flex, 1> for UpsampleBackward {
             return;
         };
         let dx = with_elem!(dtype, T => upsample_backward_of::<T>(&dout, shape, f));
-        grads.register::<Flex>(node.id, dx);
+        grad_sum::register(grads, &grad_key!(&node), dx);
     }
 }
 

@@ -11,6 +11,7 @@ mod cast;
 pub mod conv;
 mod dot;
 mod flex;
+mod grad_sum;
 mod graph;
 pub mod half_gemm;
 pub mod half_slice;
@@ -140,6 +141,29 @@ pub fn cat<B: Backend, const D: usize>(tensors: Vec<Tensor<B, D>>, dim: usize) -
 /// `[B, c_i, H, W]` each → `[B, Σ c_i, H, W]`
 pub fn cat_channels<B: Backend>(tensors: Vec<Tensor<B, 4>>) -> Tensor<B, 4> {
     cat(tensors, 1)
+}
+
+/// Channels `start..start + len` of `x` (C2f's split), as Burn's `narrow`; with our kernels its gradient is
+/// added into the one the whole tensor already has ([`graph::try_narrow_channels`]).
+pub fn narrow_channels<B: Backend>(x: Tensor<B, 4>, start: usize, len: usize) -> Tensor<B, 4> {
+    narrow_channels_with(selected(), x, start, len)
+}
+
+/// [`narrow_channels`] with an explicit choice, for tests that compare the two.
+pub fn narrow_channels_with<B: Backend>(
+    kernels: Kernels,
+    x: Tensor<B, 4>,
+    start: usize,
+    len: usize,
+) -> Tensor<B, 4> {
+    let x = match kernels {
+        Kernels::Fast => match graph::try_narrow_channels(x, start, len) {
+            Ok(y) => return y,
+            Err(x) => x,
+        },
+        Kernels::Burn => x,
+    };
+    x.narrow(1, start, len)
 }
 
 /// [`cat`] with an explicit choice, for tests that compare the two.
@@ -281,4 +305,34 @@ pub(crate) fn par_vec_of<T: Copy + Send + Sync, R: Send>(
     // SAFETY: the chunks cover `0..len`, and each was initialised before its `write`.
     unsafe { v.set_len(len) };
     (v, results)
+}
+
+/// [`par_vec_of`] for two vectors of one length, filled chunk by chunk together (`write(i, a, b)` gets chunk
+/// `i` of each).
+pub(crate) fn par_vec2_of<T: Copy + Send + Sync>(
+    len: usize,
+    chunk: usize,
+    zero: T,
+    write: impl Fn(usize, &mut [T], &mut [T]) + Sync + Send,
+) -> (Vec<T>, Vec<T>) {
+    use rayon::prelude::*;
+    use std::mem::MaybeUninit;
+    let init = |c: &mut [MaybeUninit<T>]| {
+        c.fill(MaybeUninit::new(zero));
+        // SAFETY: every element of `c` was initialised on the line above, and `T` has the layout of
+        // `MaybeUninit<T>`.
+        unsafe { &mut *(c as *mut [MaybeUninit<T>] as *mut [T]) }
+    };
+    let (mut a, mut b) = (Vec::<T>::with_capacity(len), Vec::<T>::with_capacity(len));
+    a.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk.max(1))
+        .zip(b.spare_capacity_mut()[..len].par_chunks_mut(chunk.max(1)))
+        .enumerate()
+        .for_each(|(i, (ca, cb))| write(i, init(ca), init(cb)));
+    // SAFETY: the chunks cover `0..len` of both, and each was initialised before its `write`.
+    unsafe {
+        a.set_len(len);
+        b.set_len(len);
+    }
+    (a, b)
 }

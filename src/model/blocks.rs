@@ -208,7 +208,7 @@ impl<B: Backend> C2f<B> {
         // Ultralytics concatenates cv1's two halves and the blocks' outputs; the two halves together are cv1's
         // output itself, so only the second half is split off (the same values, one split fewer to differentiate)
         let y = self.cv1.forward(x);
-        let mut last = y.clone().narrow(1, self.c, self.c);
+        let mut last = crate::kernels::narrow_channels(y.clone(), self.c, self.c);
         let mut ys = vec![y];
         for block in &self.m {
             last = block.forward(last);
@@ -394,11 +394,11 @@ impl<B: Backend> C2psa<B> {
     /// `[B, C, H, W]` → `[B, C, H, W]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let y = self.cv1.forward(x);
-        let a = y.clone().narrow(1, 0, self.c);
-        let b = self
-            .m
-            .iter()
-            .fold(y.narrow(1, self.c, self.c), |t, block| block.forward(t));
+        let a = crate::kernels::narrow_channels(y.clone(), 0, self.c);
+        let b = self.m.iter().fold(
+            crate::kernels::narrow_channels(y, self.c, self.c),
+            |t, block| block.forward(t),
+        );
         self.cv2.forward(cat_channels(vec![a, b]))
     }
 }

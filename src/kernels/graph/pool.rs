@@ -28,7 +28,7 @@ use half::{bf16, f16};
 use rayon::prelude::*;
 
 use super::super::flex::batch_strided_as_is;
-use super::{ad_to_b, dims, downcast, in_dtype, to_b, Downcast, Elem};
+use super::{ad_to_b, dims, downcast, grad_key, grad_sum, in_dtype, to_b, Downcast, Elem};
 
 /// The widest window whose offsets fit the `u8` that the backward keeps per output element.
 const MAX_K: usize = 15;
@@ -164,7 +164,7 @@ impl Backward<Flex, 1> for MaxPoolBackward {
             return;
         };
         let dx = with_elem!(dtype, T => backward_of::<T>(&dout, shape, k, &at));
-        grads.register::<Flex>(node.id, dx);
+        grad_sum::register(grads, &grad_key!(&node), dx);
     }
 }
 
