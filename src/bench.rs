@@ -58,7 +58,10 @@ impl BackendJob for ModelBench {
         let dtype = compute_dtype(self.precision);
         let (model, images) = match self.precision {
             Precision::Fp32 => (model, images),
-            _ => (cast_module(model, dtype, Tensors::All), images.cast(dtype)),
+            _ => (
+                cast_module(model, dtype, Tensors::All),
+                crate::kernels::cast(images, dtype),
+            ),
         };
         let f32 = burn::tensor::FloatDType::F32;
 
@@ -71,10 +74,15 @@ impl BackendJob for ModelBench {
         };
         let forward_s = time(self.warmup, self.iters, forward);
 
-        // Train mode: batch statistics, backward of a scalar touching every head output (as a loss would).
+        // Train mode: batch statistics, backward of a scalar touching every head output (as a loss would), the
+        // outputs cast to f32 as the trainer casts them for its loss.
         let train_step = || {
             let out = model.forward(images.clone());
-            let grads = (out.boxes.cast(f32).sum() + out.scores.cast(f32).sum()).backward();
+            let (boxes, scores) = (
+                crate::kernels::cast(out.boxes, f32),
+                crate::kernels::cast(out.scores, f32),
+            );
+            let grads = (boxes.sum() + scores.sum()).backward();
             drop(grads);
         };
         let train_s = time(self.warmup, self.iters, train_step);

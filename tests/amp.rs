@@ -201,6 +201,40 @@ fn bits<BB: Backend, M: Module<BB>>(module: &M) -> HashMap<String, Vec<u32>> {
     c.1
 }
 
+/// A freshly built YOLOv8n, its parameters not yet initialised (Burn initialises them on first use), split
+/// into masters and a compute model: the compute model holds the masters' values rounded to its type, and the
+/// FP32 model that the EMA starts from is the masters. Burn 0.21 gives a clone of an uninitialised parameter
+/// its own initialiser, so before `materialize` the two copies were two different random inits.
+#[test]
+fn compute_model_and_ema_start_from_the_masters() {
+    let device = Default::default();
+    for precision in [Precision::Fp32, Precision::Fp16, Precision::Bf16] {
+        let model = YoloConfig::new(Arch::Yolov8, ScaleName::N, 2).init::<B>(&device);
+        let (amp, compute) = MasterWeights::<B, _>::new(
+            model,
+            precision,
+            Optimizer::new(Method::Sgd, 10.0),
+            ScalerConfig::default(),
+        );
+        let round = |v: u32| -> u32 {
+            let v = f32::from_bits(v);
+            match precision {
+                Precision::Fp32 => v,
+                Precision::Fp16 => half::f16::from_f32(v).to_f32(),
+                Precision::Bf16 => half::bf16::from_f32(v).to_f32(),
+            }
+            .to_bits()
+        };
+        let masters = bits(&amp.fp32_model(&compute));
+        let compute = bits(&compute);
+        assert_eq!(masters.len(), compute.len(), "{precision:?}");
+        for (name, values) in &compute {
+            let want: Vec<u32> = masters[name].iter().map(|v| round(*v)).collect();
+            assert_eq!(values, &want, "{precision:?} {name}");
+        }
+    }
+}
+
 /// A YOLOv8n step whose gradients hold an infinity (or a NaN) is skipped: masters, optimizer state and the
 /// compute model stay bit-identical, the scale halves and the skip is counted; a clean step then applies.
 #[test]

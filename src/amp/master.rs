@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::prelude::ToElement;
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{DType, FloatDType, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -69,6 +69,8 @@ where
         optimizer: Optimizer<AB::InnerBackend>,
         scaler: ScalerConfig,
     ) -> (Self, M) {
+        // Before any clone: a clone of a lazily initialised parameter draws its own random values.
+        let model = materialize(model);
         let dtype = compute_dtype(precision);
         let (master, compute) = if dtype == FloatDType::F32 {
             (None, model)
@@ -250,6 +252,25 @@ pub enum Tensors {
     All,
 }
 
+/// `module` with every parameter initialised now.
+///
+/// Why: Burn 0.21 initialises a parameter lazily, on first use, and a clone of a parameter that is not yet
+/// initialised initialises on its own, with the next random draw. A freshly built model cloned into the
+/// masters and the compute model (or into the EMA) therefore held two different random inits: the compute
+/// model took its first step from one, then the write-back replaced it with the other plus that step's update,
+/// which cost fp16 and bf16 runs 1–3 points of mAP50-95 (docs/benchmarks.md). Ultralytics deep-copies one
+/// initialised model instead.
+pub fn materialize<B: Backend, M: Module<B>>(module: M) -> M {
+    struct Materialize;
+    impl<B: Backend> ModuleMapper<B> for Materialize {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            let (id, tensor, mapper) = param.consume();
+            Param::from_mapped_value(id, tensor, mapper)
+        }
+    }
+    module.map(&mut Materialize)
+}
+
 /// The float tensors of `module` that `which` names, cast to `dtype`; ids and `require_grad` kept, each a new
 /// leaf.
 pub fn cast_module<AB: AutodiffBackend, M: Module<AB>>(
@@ -345,10 +366,12 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for ReplaceParams<AB> {
             Some(master) => master.reshape(tensor.shape()),
             None => tensor.inner(),
         };
+        // our cast: burn-flex's converts through a `Vec<f64>` on one thread, and this runs for every parameter
+        // after every optimizer step
         let inner = if inner.dtype() == DType::from(target) {
             inner
         } else {
-            inner.cast(target)
+            crate::kernels::cast(inner, target)
         };
         let mut value = Tensor::<AB, D>::from_inner(inner);
         if require_grad {
@@ -373,7 +396,7 @@ impl<AB: AutodiffBackend> ModuleVisitor<AB> for PrepareGrads<'_, AB> {
         let Some(g) = self.grads.remove::<AB::InnerBackend, D>(param.id) else {
             return;
         };
-        let g = g.cast(FloatDType::F32);
+        let g = crate::kernels::cast(g, FloatDType::F32);
         let g = if self.inv_scale == 1.0 {
             g
         } else {

@@ -200,8 +200,8 @@ impl<B: Backend> Detect<B> {
         // A half-precision model's outputs are decoded in f32: pixel coordinates up to 640 keep 2–4 px steps
         // in bf16, and the anchors are f32 tensors. The casts are no-ops for an f32 model.
         let (boxes, scores) = (
-            out.boxes.clone().cast(FloatDType::F32),
-            out.scores.clone().cast(FloatDType::F32),
+            crate::kernels::cast(out.boxes.clone(), FloatDType::F32),
+            crate::kernels::cast(out.scores.clone(), FloatDType::F32),
         );
         let dist = self.dfl.forward(boxes);
         let boxes_xywh =
