@@ -1,7 +1,8 @@
 //! The model's graph ops that burn-flex runs slowly, as burn-flex ops with their own backward: concatenation
 //! (along channels in C2f, SPPF and the neck's Concat; along anchors in the Detect head), the residual add
-//! (Bottleneck) and the neck's nearest-neighbour upsampling (which Burn's ops express as a broadcast that is then
-//! copied element by element); SPPF's max-pooling is in [`pool`].
+//! (Bottleneck), the neck's nearest-neighbour upsampling (which Burn's ops express as a broadcast that is then
+//! copied element by element) and C2f's channel split (whose gradient goes into the concatenation's in place);
+//! SPPF's max-pooling is in [`pool`]. Their gradients are summed through [`super::grad_sum`].
 //!
 //! Why: burn-flex runs these on the calling thread, and the inputs are often channel slices (C2f's split), which
 //! its element-wise ops walk one element at a time through a strided iterator; their gradients (slices of the
