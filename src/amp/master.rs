@@ -257,9 +257,8 @@ pub enum Tensors {
 /// Why: Burn 0.21 initialises a parameter lazily, on first use, and a clone of a parameter that is not yet
 /// initialised initialises on its own, with the next random draw. A freshly built model cloned into the
 /// masters and the compute model (or into the EMA) therefore held two different random inits: the compute
-/// model took its first step from one, then the write-back replaced it with the other plus that step's update,
-/// which cost fp16 and bf16 runs 1–3 points of mAP50-95 (docs/benchmarks.md). Ultralytics deep-copies one
-/// initialised model instead.
+/// model took its first step from one, then the write-back replaced it with the other plus that step's update
+/// (docs/benchmarks.md, "The masters' init bug"). Ultralytics deep-copies one initialised model instead.
 pub fn materialize<B: Backend, M: Module<B>>(module: M) -> M {
     struct Materialize;
     impl<B: Backend> ModuleMapper<B> for Materialize {

@@ -63,12 +63,11 @@ pub(super) fn register_f32(
     shape: &[usize],
     dtype: DType,
 ) {
-    let held = grads
-        .remove::<Flex>(key)
-        .map(|held| held.to_contiguous())
-        .filter(|held| held.layout().shape().to_vec() == shape);
+    let held = grads.remove::<Flex>(key).map(|held| held.to_contiguous());
+    let fits = |held: &FlexTensor| held.layout().shape().to_vec() == shape;
     // a held gradient of another shape or type (never made by the model) goes through Burn's add below
     let rest = match held {
+        Some(held) if !fits(&held) => Some(held),
         Some(held) if held.dtype() == DType::F32 => {
             add_f32_into(&mut values, contiguous::<f32>(&held));
             None
