@@ -40,24 +40,29 @@ impl BatchStats {
 
 /// Mean and sum of squared deviations of each `(b, c)` plane, combined per channel with Chan's formula.
 pub fn batch_stats(y: &[f32], channels: usize, hw: usize, eps: f64) -> BatchStats {
-    let planes: Vec<(f64, f64)> = y.par_chunks(hw).map(plane_moments).collect();
+    let planes: Vec<Moments> = y.par_chunks(hw).map(Moments::of).collect();
     let batch = planes.len() / channels.max(1);
+    let per_channel: Vec<Moments> = (0..channels)
+        .map(|c| {
+            let mut m = Moments::default();
+            for b in 0..batch {
+                m.merge(planes[b * channels + c]);
+            }
+            m
+        })
+        .collect();
+    stats_from_moments(&per_channel, eps)
+}
+
+/// Each channel's statistics from its moments over the whole batch.
+pub fn stats_from_moments(per_channel: &[Moments], eps: f64) -> BatchStats {
+    let channels = per_channel.len();
     let mut mean = vec![0.0f32; channels];
     let mut var = vec![0.0f32; channels];
     let mut invstd = vec![0.0f32; channels];
-    for c in 0..channels {
-        let (mut n, mut m, mut m2) = (0.0f64, 0.0f64, 0.0f64);
-        for b in 0..batch {
-            let (pm, pm2) = planes[b * channels + c];
-            let pn = hw as f64;
-            let total = n + pn;
-            let delta = pm - m;
-            m += delta * pn / total;
-            m2 += pm2 + delta * delta * n * pn / total;
-            n = total;
-        }
-        let v = if n > 0.0 { m2 / n } else { 0.0 };
-        mean[c] = m as f32;
+    for (c, m) in per_channel.iter().enumerate() {
+        let v = if m.n > 0.0 { m.m2 / m.n } else { 0.0 };
+        mean[c] = m.mean as f32;
         var[c] = v as f32;
         invstd[c] = (1.0 / (v + eps).sqrt()) as f32;
     }
@@ -65,7 +70,40 @@ pub fn batch_stats(y: &[f32], channels: usize, hw: usize, eps: f64) -> BatchStat
         mean,
         var,
         invstd,
-        count: batch * hw,
+        count: per_channel.first().map_or(0, |m| m.n as usize),
+    }
+}
+
+/// Count, mean and sum of squared deviations of some values, in `f64`: what a channel's statistics need, merged
+/// part by part (planes, or the blocks of a plane) with Chan et al.'s pairwise formula, which keeps the digits
+/// a one-pass `Σx²` would lose.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Moments {
+    pub n: f64,
+    pub mean: f64,
+    pub m2: f64,
+}
+
+impl Moments {
+    pub fn of(x: &[f32]) -> Self {
+        let (mean, m2) = plane_moments(x);
+        Moments {
+            n: x.len() as f64,
+            mean,
+            m2,
+        }
+    }
+
+    /// `self` becomes the moments of both parts.
+    pub fn merge(&mut self, other: Moments) {
+        let total = self.n + other.n;
+        if total == 0.0 {
+            return;
+        }
+        let delta = other.mean - self.mean;
+        self.mean += delta * other.n / total;
+        self.m2 += other.m2 + delta * delta * self.n * other.n / total;
+        self.n = total;
     }
 }
 
@@ -179,7 +217,7 @@ pub fn scale_shift_act_in_place(
     "x86_64+avx2+fma",
     "aarch64+neon"
 ))]
-fn plane_scale_shift_act(y: &[f32], scale: f32, shift: f32, act: bool, out: &mut [f32]) {
+pub(super) fn plane_scale_shift_act(y: &[f32], scale: f32, shift: f32, act: bool, out: &mut [f32]) {
     if act {
         for (o, y) in out.iter_mut().zip(y) {
             *o = silu(y * scale + shift);
@@ -229,11 +267,84 @@ pub fn backward(
     beta: &[f32],
     act: bool,
 ) -> BnActGrads {
-    // Pass 1: dz = dout · act'(z) into dy, and per-plane Σ dz and Σ dz · x̂.
+    let (mut dy, sums) = backward_sums(y, dout, channels, hw, stats, gamma, beta, act);
+    // Pass 2: dy = a·dz + b·y + c0.
+    let step = y.block_len(hw);
+    dy.par_chunks_mut(hw).enumerate().for_each(|(i, dy)| {
+        let (a, b, c0) = sums.coef[i % channels];
+        for (k, dy) in dy.chunks_mut(step.max(1)).enumerate() {
+            let block = i * hw + k * step..i * hw + k * step + dy.len();
+            y.with_f32(block, |y| plane_affine2(dy, y, a, b, c0));
+        }
+    });
+    BnActGrads {
+        dy,
+        dgamma: sums.dgamma,
+        dbeta: sums.dbeta,
+    }
+}
+
+/// [`backward`] with `dy` rounded to a half type block by block as pass 2 computes it: for a conv whose
+/// gradient GEMMs multiply `bf16` products, which round `dy` to `bf16` when they pack it anyway (as autocast's
+/// BatchNorm backward returns a `bf16` gradient), so the `f32` `dy` is never stored and the GEMMs read half the
+/// bytes.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_rounded<H: super::half_gemm::Elem>(
+    y: Floats,
+    dout: Floats,
+    channels: usize,
+    hw: usize,
+    stats: &BatchStats,
+    gamma: &[f32],
+    beta: &[f32],
+    act: bool,
+) -> (Vec<H>, Vec<f32>, Vec<f32>)
+where
+    [H]: super::half_slice::HalfSlice,
+{
+    use super::half_slice::HalfSlice;
+    let (mut dz, sums) = backward_sums(y, dout, channels, hw, stats, gamma, beta, act);
+    let step = y.block_len(hw);
+    let mut dy = vec![H::ZERO; dz.len()];
+    let planes = dz
+        .par_chunks_mut(hw.max(1))
+        .zip(dy.par_chunks_mut(hw.max(1)));
+    planes.enumerate().for_each(|(i, (dz, dy))| {
+        let (a, b, c0) = sums.coef[i % channels];
+        let blocks = dz.chunks_mut(step.max(1)).zip(dy.chunks_mut(step.max(1)));
+        for (k, (dz, dy)) in blocks.enumerate() {
+            let block = i * hw + k * step..i * hw + k * step + dz.len();
+            y.with_f32(block, |y| plane_affine2(dz, y, a, b, c0));
+            dy.round_from(dz);
+        }
+    });
+    (dy, sums.dgamma, sums.dbeta)
+}
+
+/// What pass 1 of the backward gives pass 2: per channel `dy = a·dz + b·y + c0`'s coefficients, and the
+/// affine's gradients.
+struct ChannelSums {
+    coef: Vec<(f32, f32, f32)>,
+    dgamma: Vec<f32>,
+    dbeta: Vec<f32>,
+}
+
+/// Pass 1: `dz = dout · act'(z)` (returned), and per channel the sums pass 2 needs.
+#[allow(clippy::too_many_arguments)]
+fn backward_sums(
+    y: Floats,
+    dout: Floats,
+    channels: usize,
+    hw: usize,
+    stats: &BatchStats,
+    gamma: &[f32],
+    beta: &[f32],
+    act: bool,
+) -> (Vec<f32>, ChannelSums) {
     // y and dout may be half-precision tensors: they are widened a block at a time (`Floats::with_f32`), so
     // the widened copies stay in L1 instead of making a plane's round trip through memory.
     let step = y.block_len(hw);
-    let (mut dy, sums) = super::par_vec(y.len(), hw, |i, dz| {
+    let (dz, sums) = super::par_vec(y.len(), hw, |i, dz| {
         let c = i % channels;
         let mut totals = (0.0f64, 0.0f64);
         for (k, dz) in dz.chunks_mut(step.max(1)).enumerate() {
@@ -279,15 +390,14 @@ pub fn backward(
         let c0 = -a * s_dz / n - b_coef * f64::from(stats.mean[c]);
         coef[c] = (a as f32, b_coef as f32, c0 as f32);
     }
-    // Pass 2: dy = a·dz + b·y + c0.
-    dy.par_chunks_mut(hw).enumerate().for_each(|(i, dy)| {
-        let (a, b, c0) = coef[i % channels];
-        for (k, dy) in dy.chunks_mut(step.max(1)).enumerate() {
-            let block = i * hw + k * step..i * hw + k * step + dy.len();
-            y.with_f32(block, |y| plane_affine2(dy, y, a, b, c0));
-        }
-    });
-    BnActGrads { dy, dgamma, dbeta }
+    (
+        dz,
+        ChannelSums {
+            coef,
+            dgamma,
+            dbeta,
+        },
+    )
 }
 
 #[allow(clippy::too_many_arguments)]

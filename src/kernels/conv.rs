@@ -304,6 +304,80 @@ fn forward_image<T: Elem>(g: &ConvGeometry, x: &[T], w: &[T], out: &mut [f32], p
     }
 }
 
+/// A finished block of one image's conv output, in `f32`: output channels `c0..c0 + rows` and output pixels
+/// `j0..j0 + cols`, row-major with rows `cols` apart.
+#[derive(Debug, Clone, Copy)]
+pub struct Block<'a> {
+    pub c0: usize,
+    pub j0: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub data: &'a [f32],
+}
+
+/// `s` as a slice of `U` when `D` is `U` (the kernels' generic gradient type, seen as the one a path needs).
+fn as_type<D: 'static, U: 'static>(s: &[D]) -> Option<&[U]> {
+    (std::any::TypeId::of::<D>() == std::any::TypeId::of::<U>()).then(|| {
+        // SAFETY: D and U are the same type.
+        unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<U>(), s.len()) }
+    })
+}
+
+/// Whether [`forward_image_blocks`] serves this conv and type: a half type the half GEMM reads in place, and
+/// enough images for one thread each (with fewer, [`forward`]'s parallel GEMM is the faster way).
+pub fn blocks_apply<T: Elem>(g: &ConvGeometry) -> bool {
+    std::mem::size_of::<T>() == 2 && !taps_for::<T>(g) && half_gemm::available() && split(g.batch).0
+}
+
+/// One image's conv output (`x`: the image, `c_in·h·w` elements) handed to `epilogue` one block of at most
+/// `half_gemm::gemm_blocks`' width at a time, on this thread, where [`blocks_apply`]. The epilogue consumes
+/// each block while it is in cache, so no `f32` copy of the output is ever written.
+pub fn forward_image_blocks<T: Elem>(
+    g: &ConvGeometry,
+    x: &[T],
+    w: &[T],
+    mut epilogue: impl FnMut(Block<'_>),
+) {
+    let (n, k, m) = (g.out_hw(), g.k(), g.cout_g());
+    let in_group = g.cin_g() * g.h * g.w;
+    for grp in 0..g.groups {
+        let x_g = &x[grp * in_group..][..in_group];
+        let w_g = &w[grp * m * k..][..m * k];
+        let lhs = T::src(w_g.as_ptr(), k, 1);
+        let mut run = |rhs: Src| {
+            // SAFETY: w_g is m×k row-major and rhs x_g's k×n im2col matrix (in place, or `col` below), so every
+            // index the GEMM forms is in bounds.
+            unsafe {
+                half_gemm::gemm_blocks(
+                    half_gemm::compute_for(&lhs, &rhs),
+                    [m, n, k],
+                    lhs,
+                    rhs,
+                    |j0, cols, data| {
+                        epilogue(Block {
+                            c0: grp * m,
+                            j0,
+                            rows: m,
+                            cols,
+                            data,
+                        })
+                    },
+                )
+            }
+        };
+        if g.is_pointwise() {
+            run(T::src(x_g.as_ptr(), n, 1));
+        } else if let Some(rows) = implicit(g, x_g) {
+            run(Src::Conv(rows));
+        } else {
+            with_col(k * n, |col: &mut [T]| {
+                im2col(g, x_g, col);
+                run(T::src(col.as_ptr(), n, 1));
+            });
+        }
+    }
+}
+
 /// Whether a conv's im2col matrix can be read in place ([`half_gemm::ConvRows`]): a "same" stride-1 conv with
 /// an odd kernel.
 fn implicit_applies(g: &ConvGeometry) -> bool {
@@ -328,7 +402,11 @@ fn implicit<T: Elem>(g: &ConvGeometry, x: &[T]) -> Option<half_gemm::ConvRows> {
 /// Why: `col2im(wᵀ · dy)` stores a `c_in·kh·kw`-row `f32` matrix and then adds it back into `dx` (col2im and
 /// its zeroing were ~5 % of a bf16 YOLOv8n train step); here the GEMM writes `dx` itself. The products are the
 /// same; only the order of the `f32` sums differs.
-fn backward_input_transposed<T: Elem>(g: &ConvGeometry, w: &[T], dy: &[f32]) -> Option<Vec<f32>> {
+fn backward_input_transposed<T: Elem, D: Elem>(
+    g: &ConvGeometry,
+    w: &[T],
+    dy: &[D],
+) -> Option<Vec<f32>> {
     use super::half_slice::HalfSlice;
     use half_gemm::{Compute, ConvImage, ConvRows};
     // (whether the half GEMM reads T in place: an empty image answers it)
@@ -355,21 +433,17 @@ fn backward_input_transposed<T: Elem>(g: &ConvGeometry, w: &[T], dy: &[f32]) -> 
     let w_src = |w_g: &[T]| T::src(w_g.as_ptr(), kt, 1);
     let compute = half_gemm::compute_for(&w_src(&w_t), &w_src(&w_t));
     let bf16_products = matches!(compute, Compute::AmxBf16 | Compute::Bf16Dot);
+    let (dy_f32, dy_bf16) = (as_type::<D, f32>(dy), as_type::<D, half::bf16>(dy));
+    // A bf16 dy multiplies only as bf16 products; anything else takes the col2im path.
+    if dy_f32.is_none() && !(bf16_products && dy_bf16.is_some()) {
+        return None;
+    }
     let (n, in_img, out_img) = (g.out_hw(), g.c_in * g.h * g.w, g.c_out * g.out_hw());
     let (per_image, par) = split(g.batch);
-    let one = |b: usize, dx_b: &mut [f32]| {
-        let dy_b = &dy[b * out_img..][..out_img];
-        let mut dy16 = Vec::new();
-        if bf16_products {
-            dy16 = vec![half::bf16::ZERO; out_img];
-            dy16.round_from(dy_b);
-        }
+    let transposed_image = |image: ConvImage, dx_b: &mut [f32]| {
         for grp in 0..g.groups {
-            let image = if bf16_products {
-                ConvImage::Bf16(dy16[grp * m * n..].as_ptr())
-            } else {
-                ConvImage::F32(dy_b[grp * m * n..].as_ptr())
-            };
+            // SAFETY: the group's m·n elements lie in the image.
+            let image = unsafe { image.offset(grp * m * n) };
             let Some(rows) = ConvRows::new(image, m * n, [g.h, g.w], [g.kh, g.kw]) else {
                 unreachable!("implicit_applies checked the kernel")
             };
@@ -390,11 +464,25 @@ fn backward_input_transposed<T: Elem>(g: &ConvGeometry, w: &[T], dy: &[f32]) -> 
             }
         }
     };
+    let one = |b: usize, dx_b: &mut [f32]| match (dy_bf16, dy_f32) {
+        (Some(dy), _) => transposed_image(ConvImage::Bf16(dy[b * out_img..].as_ptr()), dx_b),
+        (None, Some(dy)) if bf16_products => {
+            let dy_b = &dy[b * out_img..][..out_img];
+            // This thread's im2col buffer holds the rounded dy (the implicit GEMM needs no im2col); every
+            // element is written before it is read.
+            with_col::<half::bf16, _>(out_img, |dy16| {
+                dy16.round_from(dy_b);
+                transposed_image(ConvImage::Bf16(dy16.as_ptr()), dx_b)
+            })
+        }
+        (None, Some(dy)) => transposed_image(ConvImage::F32(dy[b * out_img..].as_ptr()), dx_b),
+        (None, None) => unreachable!("checked above"),
+    };
     Some(by_image(per_image, g.input_len(), in_img, one))
 }
 
 /// `dx[b] = col2im(wᵀ · dy[b])`.
-pub fn backward_input<T: Elem>(g: &ConvGeometry, w: &[T], dy: &[f32]) -> Vec<f32> {
+pub fn backward_input<T: Elem, D: Elem>(g: &ConvGeometry, w: &[T], dy: &[D]) -> Vec<f32> {
     debug_assert_eq!(dy.len(), g.output_len());
     if let Some(dx) = backward_input_transposed(g, w, dy) {
         return dx;
@@ -408,10 +496,10 @@ pub fn backward_input<T: Elem>(g: &ConvGeometry, w: &[T], dy: &[f32]) -> Vec<f32
     by_image(per_image, g.input_len(), in_img, one)
 }
 
-fn backward_input_image<T: Elem>(
+fn backward_input_image<T: Elem, D: Elem>(
     g: &ConvGeometry,
     w: &[T],
-    dy: &[f32],
+    dy: &[D],
     dx: &mut [f32],
     par: Parallelism,
 ) {
@@ -429,13 +517,13 @@ fn backward_input_image<T: Elem>(
                 Strided::new(dcol.as_mut_ptr(), n, 1),
                 false,
                 T::src(w_g.as_ptr(), 1, k),
-                f32::src(dy_g.as_ptr(), n, 1),
+                D::src(dy_g.as_ptr(), n, 1),
                 par,
             )
         };
         if g.is_pointwise() {
             run(dx_g);
-        } else if taps_for::<T>(g) {
+        } else if let Some(dy_g) = as_type::<D, f32>(dy_g).filter(|_| taps_for::<T>(g)) {
             let wide = Wide::new(g);
             with_scratch(
                 wide.padded_len(g),
@@ -456,17 +544,17 @@ fn backward_input_image<T: Elem>(
 }
 
 /// `dw = Σ_b dy[b] · im2col(x[b])ᵀ`, written (not accumulated) into `dw`.
-pub fn backward_weight<T: Elem>(g: &ConvGeometry, x: &[T], dy: &[f32], dw: &mut [f32]) {
+pub fn backward_weight<T: Elem, D: Elem>(g: &ConvGeometry, x: &[T], dy: &[D], dw: &mut [f32]) {
     debug_assert_eq!(x.len(), g.input_len());
     backward_weight_strided(g, x, g.c_in * g.h * g.w, dy, dw);
 }
 
 /// [`backward_weight`] on images `x[b · batch_stride..]`, as [`forward_strided`].
-pub fn backward_weight_strided<T: Elem>(
+pub fn backward_weight_strided<T: Elem, D: Elem>(
     g: &ConvGeometry,
     x: &[T],
     batch_stride: usize,
-    dy: &[f32],
+    dy: &[D],
     dw: &mut [f32],
 ) {
     debug_assert_eq!(dw.len(), g.weight_len());
@@ -515,10 +603,10 @@ pub fn backward_weight_strided<T: Elem>(
     }
 }
 
-fn backward_weight_image<T: Elem>(
+fn backward_weight_image<T: Elem, D: Elem>(
     g: &ConvGeometry,
     x: &[T],
-    dy: &[f32],
+    dy: &[D],
     dw: &mut [f32],
     accumulate: bool,
     par: Parallelism,
@@ -536,7 +624,7 @@ fn backward_weight_image<T: Elem>(
                 [m, k, n],
                 Strided::new(dw_g.as_mut_ptr(), k, 1),
                 accumulate,
-                f32::src(dy_g.as_ptr(), n, 1),
+                D::src(dy_g.as_ptr(), n, 1),
                 T::src(col.as_ptr(), 1, n),
                 par,
             )
@@ -550,7 +638,7 @@ fn backward_weight_image<T: Elem>(
         } else if let Some(rows) = implicit {
             // colᵀ read in place from the image (no im2col)
             let col_t = Src::Conv(rows.transposed());
-            let lhs = f32::src(dy_g.as_ptr(), n, 1);
+            let lhs = D::src(dy_g.as_ptr(), n, 1);
             // SAFETY: as `run`, the rhs being x_g's im2col matrix read transposed in place.
             unsafe {
                 half_gemm::gemm(
@@ -563,7 +651,7 @@ fn backward_weight_image<T: Elem>(
                     par,
                 )
             }
-        } else if taps_for::<T>(g) {
+        } else if let Some(dy_g) = as_type::<D, f32>(dy_g).filter(|_| taps_for::<T>(g)) {
             let wide = Wide::new(g);
             with_scratch(wide.padded_len(g), wide.out_len(g), |xp, dy_wide| {
                 taps::pad_input(g, &wide, x_g, xp);

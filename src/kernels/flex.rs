@@ -9,12 +9,13 @@
 //! Half precision: `f16` and `bf16` inputs and weights are read in their own type by im2col (or in place, for
 //! 3×3 stride-1 convs), and converted only while [`half_gemm`] packs them (bf16 multiplied on AMX tiles or with
 //! `VDPBF16PS` where the CPU has them, `f16` widened with F16C and multiplied in `f32`), always accumulating in
-//! `f32`. The conv output
-//! is `f32` for BatchNorm's statistics, and the fused epilogue rounds each plane to the caller's type as it
-//! writes it. What the backward keeps (the input and the conv output before BatchNorm) stays in the caller's
-//! type, so a half-precision model holds half the activation memory of an `f32` one. On a CPU without AVX-512
-//! (`half_gemm::available` false) half tensors are widened to `f32` at the op's boundary and `gemm` multiplies
-//! them, as before.
+//! `f32`. Where images run one per thread, a half conv's `f32` output never reaches memory: the GEMM hands each
+//! cache-sized block to [`bn_blocks`], which takes BatchNorm's moments from it and rounds it (training), or
+//! normalises, activates and rounds it (inference). What the backward keeps (the input and the conv output
+//! before BatchNorm) stays in the caller's type, so a half-precision model holds half the activation memory of
+//! an `f32` one. Where the conv's gradients multiply `bf16` products, BatchNorm's backward writes `dy` in `bf16`
+//! (the GEMMs would round it as they pack it anyway). On a CPU without AVX-512 (`half_gemm::available` false)
+//! half tensors are widened to `f32` at the op's boundary and `gemm` multiplies them, as before.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use burn_flex::{Flex, FlexTensor};
 use half::{bf16, f16};
 
 use super::bn_act::{self, BatchStats, Floats};
+use super::bn_blocks;
 use super::conv::{self, ConvGeometry};
 use super::grad_sum::{self, grad_key};
 use super::half_gemm;
@@ -136,7 +138,7 @@ fn conv_forward(g: &ConvGeometry, x: &FlexTensor, x_stride: usize, w: &FlexTenso
 }
 
 /// `dx` from the saved weight (any float type) and `dy`.
-fn conv_backward_input(g: &ConvGeometry, w: &FlexTensor, dy: &[f32]) -> Vec<f32> {
+fn conv_backward_input<D: half_gemm::Elem>(g: &ConvGeometry, w: &FlexTensor, dy: &[D]) -> Vec<f32> {
     let w = conv_weight(w, w.dtype());
     match w.dtype() {
         DType::BF16 => conv::backward_input(g, elems::<bf16>(&w), dy),
@@ -146,7 +148,12 @@ fn conv_backward_input(g: &ConvGeometry, w: &FlexTensor, dy: &[f32]) -> Vec<f32>
 }
 
 /// `dw` from the saved input (any float type, any view) and `dy`.
-fn conv_backward_weight(g: &ConvGeometry, x: &FlexTensor, dy: &[f32], dw: &mut [f32]) {
+fn conv_backward_weight<D: half_gemm::Elem>(
+    g: &ConvGeometry,
+    x: &FlexTensor,
+    dy: &[D],
+    dw: &mut [f32],
+) {
     let (x, x_stride) = conv_view(x);
     match x.dtype() {
         DType::BF16 => conv::backward_weight_strided(g, from_start::<bf16>(&x), x_stride, dy, dw),
@@ -158,6 +165,11 @@ fn conv_backward_weight(g: &ConvGeometry, x: &FlexTensor, dy: &[f32], dw: &mut [
 /// A contiguous tensor's values for the plane-wise kernels, in their own float type.
 fn floats(t: &FlexTensor) -> Floats<'_> {
     Floats::of(t).unwrap_or_else(|| unreachable!("a contiguous f32, f16 or bf16 tensor"))
+}
+
+/// Half values (row-major `shape`) as a tensor of their type.
+fn half_data<H: burn::tensor::Element>(values: Vec<H>, shape: &[usize]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
 }
 
 /// `values` (f32, row-major `shape`) as a tensor of `dtype`.
@@ -293,7 +305,6 @@ fn eval<B: Backend>(
     let dtype = x.dtype();
     let w = conv_weight(&param_flex(conv.weight.val()), dtype);
     let (x, x_stride) = conv_view(&x);
-    let mut y = conv_forward(&g, &x, x_stride, &w);
     let c = g.c_out;
     let (gamma, beta) = (values(bn.gamma.val(), c), values(bn.beta.val(), c));
     let (mean, var) = (
@@ -304,8 +315,29 @@ fn eval<B: Backend>(
         .map(|i| (f64::from(gamma[i]) / (f64::from(var[i]) + bn.epsilon).sqrt()) as f32)
         .collect();
     let shift: Vec<f32> = (0..c).map(|i| beta[i] - mean[i] * scale[i]).collect();
-    bn_act::scale_shift_act_in_place(&mut y, c, g.out_hw(), &scale, &shift, act);
-    let out = narrow(y, &[g.batch, c, g.out_h(), g.out_w()], dtype);
+    let shape = [g.batch, c, g.out_h(), g.out_w()];
+    let blocks = |x: &FlexTensor, w: &FlexTensor| match (x.dtype(), w.dtype()) {
+        (DType::BF16, DType::BF16) if conv::blocks_apply::<bf16>(&g) => {
+            let (x, w) = (from_start::<bf16>(x), elems::<bf16>(w));
+            Some(half_data(
+                bn_blocks::eval(&g, x, x_stride, w, &scale, &shift, act),
+                &shape,
+            ))
+        }
+        (DType::F16, DType::F16) if conv::blocks_apply::<f16>(&g) => {
+            let (x, w) = (from_start::<f16>(x), elems::<f16>(w));
+            Some(half_data(
+                bn_blocks::eval(&g, x, x_stride, w, &scale, &shift, act),
+                &shape,
+            ))
+        }
+        _ => None,
+    };
+    let out = blocks(&x, &w).unwrap_or_else(|| {
+        let mut y = conv_forward(&g, &x, x_stride, &w);
+        bn_act::scale_shift_act_in_place(&mut y, c, g.out_hw(), &scale, &shift, act);
+        narrow(y, &shape, dtype)
+    });
     from_primitive(cast(out).unwrap_or_else(|_| unreachable!("B's primitive is FlexTensor here")))
 }
 
@@ -357,36 +389,69 @@ impl Backward<Flex, 4> for ConvBnActBackward {
         let [x_dtype, w_dtype, bn_dtype] = s.dtypes;
         // y and dout are read plane by plane in their own type (no f32 copy of either), then freed before the
         // conv gradients allocate theirs.
-        let bn = bn_act::backward(
-            floats(&s.y),
-            floats(&dout),
-            g.c_out,
-            g.out_hw(),
-            &s.stats,
-            &s.gamma,
-            &s.beta,
-            s.act,
-        );
+        let (y, dout_f) = (floats(&s.y), floats(&dout));
+        let (c, hw) = (g.c_out, g.out_hw());
+        let (gamma, beta) = (&s.gamma, &s.beta);
+        // The conv's gradient GEMMs round dy to bf16 as they pack it when they multiply bf16 products: then
+        // BatchNorm's backward rounds it as it writes it instead, and the GEMMs read half the bytes.
+        let bf16_dy = x_dtype == DType::BF16
+            && w_dtype == DType::BF16
+            && half_in_place(DType::BF16)
+            && half_gemm::bf16_compute() != half_gemm::Compute::F32Fma;
+        let (dy, dgamma, dbeta) = if bf16_dy {
+            let (dy, dgamma, dbeta) =
+                bn_act::backward_rounded::<bf16>(y, dout_f, c, hw, &s.stats, gamma, beta, s.act);
+            (Dy::Bf16(dy), dgamma, dbeta)
+        } else {
+            let bn = bn_act::backward(y, dout_f, c, hw, &s.stats, gamma, beta, s.act);
+            (Dy::F32(bn.dy), bn.dgamma, bn.dbeta)
+        };
         drop(dout);
         drop(s.y);
         if let Some(node) = node_gamma {
-            grads.register::<Flex>(node.id, narrow(bn.dgamma, &[g.c_out], bn_dtype));
+            grads.register::<Flex>(node.id, narrow(dgamma, &[g.c_out], bn_dtype));
         }
         if let Some(node) = node_beta {
-            grads.register::<Flex>(node.id, narrow(bn.dbeta, &[g.c_out], bn_dtype));
+            grads.register::<Flex>(node.id, narrow(dbeta, &[g.c_out], bn_dtype));
         }
-        if let Some(node) = node_x {
-            let dx = conv_backward_input(&g, &s.w, &bn.dy);
+        let wanted = [node_x.is_some(), node_w.is_some()];
+        let [dx, dw] = match &dy {
+            Dy::F32(dy) => conv_grads(&g, &s.x, &s.w, dy, wanted),
+            Dy::Bf16(dy) => conv_grads(&g, &s.x, &s.w, dy, wanted),
+        };
+        drop(dy);
+        if let (Some(node), Some(dx)) = (node_x, dx) {
             let shape = [g.batch, g.c_in, g.h, g.w];
             grad_sum::register_f32(grads, &grad_key!(&node), dx, &shape, x_dtype);
         }
-        if let Some(node) = node_w {
-            let mut dw = vec![0.0f32; g.weight_len()];
-            conv_backward_weight(&g, &s.x, &bn.dy, &mut dw);
+        if let (Some(node), Some(dw)) = (node_w, dw) {
             let shape = s.w.layout().shape().to_vec();
             grads.register::<Flex>(node.id, narrow(dw, &shape, w_dtype));
         }
     }
+}
+
+/// BatchNorm's input gradient, in the type the conv's gradient GEMMs read.
+enum Dy {
+    F32(Vec<f32>),
+    Bf16(Vec<bf16>),
+}
+
+/// The conv's input and weight gradients from `dy`, each where `wanted`.
+fn conv_grads<D: half_gemm::Elem>(
+    g: &ConvGeometry,
+    x: &FlexTensor,
+    w: &FlexTensor,
+    dy: &[D],
+    [want_dx, want_dw]: [bool; 2],
+) -> [Option<Vec<f32>>; 2] {
+    let dx = want_dx.then(|| conv_backward_input(g, w, dy));
+    let dw = want_dw.then(|| {
+        let mut dw = vec![0.0f32; g.weight_len()];
+        conv_backward_weight(g, x, dy, &mut dw);
+        dw
+    });
+    [dx, dw]
 }
 
 /// Training: batch statistics, the running statistics updated as PyTorch does, and a graph node whose
@@ -412,22 +477,48 @@ fn train<B: Backend>(
     ];
     let (xc, x_stride) = conv_view(&x.primitive);
     let wc = conv_weight(&w.primitive, dtypes[0]);
-    let y = conv_forward(&g, &xc, x_stride, &wc);
     let c = g.c_out;
     let hw = g.out_hw();
-    let stats = bn_act::batch_stats(&y, c, hw, bn.epsilon);
     let gamma_v = contiguous(&gamma.primitive);
     let beta_v = contiguous(&beta.primitive);
     let (gamma_v, beta_v) = (f32s(&gamma_v).to_vec(), f32s(&beta_v).to_vec());
-    let scale: Vec<f32> = (0..c).map(|i| gamma_v[i] * stats.invstd[i]).collect();
-    let shift: Vec<f32> = (0..c)
-        .map(|i| beta_v[i] - stats.mean[i] * scale[i])
-        .collect();
     let out_shape = [g.batch, c, g.out_h(), g.out_w()];
-    // In a half type each block is rounded as it is computed (no f32 copy of the whole output), and so is the
-    // conv output the backward keeps.
-    let (out, y) = super::cast::planes_and_source_in(dtypes[0], &out_shape, hw, y, |y, at, o| {
-        bn_act::scale_shift_act_at(y, c, hw, &scale, &shift, act, at, o)
+    let eps = bn.epsilon;
+    let blocks = |x: &FlexTensor, w: &FlexTensor| {
+        fn t<H: burn::tensor::Element>(
+            t: bn_blocks::Train<H>,
+            shape: &[usize],
+        ) -> (FlexTensor, FlexTensor, BatchStats) {
+            (half_data(t.out, shape), half_data(t.y, shape), t.stats)
+        }
+        match (x.dtype(), w.dtype()) {
+            (DType::BF16, DType::BF16) if conv::blocks_apply::<bf16>(&g) => {
+                let (x, w) = (from_start::<bf16>(x), elems::<bf16>(w));
+                let r = bn_blocks::train(&g, x, x_stride, w, &gamma_v, &beta_v, eps, act);
+                Some(t(r, &out_shape))
+            }
+            (DType::F16, DType::F16) if conv::blocks_apply::<f16>(&g) => {
+                let (x, w) = (from_start::<f16>(x), elems::<f16>(w));
+                let r = bn_blocks::train(&g, x, x_stride, w, &gamma_v, &beta_v, eps, act);
+                Some(t(r, &out_shape))
+            }
+            _ => None,
+        }
+    };
+    let (out, y, stats) = blocks(&xc, &wc).unwrap_or_else(|| {
+        let y = conv_forward(&g, &xc, x_stride, &wc);
+        let stats = bn_act::batch_stats(&y, c, hw, eps);
+        let scale: Vec<f32> = (0..c).map(|i| gamma_v[i] * stats.invstd[i]).collect();
+        let shift: Vec<f32> = (0..c)
+            .map(|i| beta_v[i] - stats.mean[i] * scale[i])
+            .collect();
+        // In a half type each block is rounded as it is computed (no f32 copy of the whole output), and so is
+        // the conv output the backward keeps.
+        let (out, y) =
+            super::cast::planes_and_source_in(dtypes[0], &out_shape, hw, y, |y, at, o| {
+                bn_act::scale_shift_act_at(y, c, hw, &scale, &shift, act, at, o)
+            });
+        (out, y, stats)
     });
     let saved_x = saved_input(xc, &x.primitive);
 

@@ -199,6 +199,21 @@ pub enum ConvImage {
 }
 
 impl ConvImage {
+    /// The image from its element `elems` on.
+    ///
+    /// # Safety
+    /// `elems` lies in the image.
+    pub(super) unsafe fn offset(self, elems: usize) -> Self {
+        // SAFETY: the caller's.
+        unsafe {
+            match self {
+                ConvImage::Bf16(p) => ConvImage::Bf16(p.add(elems)),
+                ConvImage::F16(p) => ConvImage::F16(p.add(elems)),
+                ConvImage::F32(p) => ConvImage::F32(p.add(elems)),
+            }
+        }
+    }
+
     /// Element `i` in `f32`.
     ///
     /// # Safety
@@ -383,8 +398,13 @@ pub unsafe fn gemm(
     };
     let dst = SendPtr(dst);
     let run = |cols: std::ops::Range<usize>| {
-        // SAFETY: each run writes only its own columns of `dst`; the rest is the caller's contract.
-        unsafe { gemm_cols(compute, [m, n, k], cols, dst.get(), accumulate, lhs, rhs) }
+        let d = dst.get();
+        // SAFETY: each run writes only its own columns of `dst`, from its first; the rest is the caller's
+        // contract.
+        unsafe {
+            let own = Strided::new(d.ptr.add(cols.start * d.col), d.row, d.col);
+            gemm_cols(compute, [m, n, k], cols, own, accumulate, lhs, rhs)
+        }
     };
     if threads == 1 {
         run(0..n);
@@ -417,9 +437,46 @@ impl SendPtr {
 thread_local! {
     static PACK_A: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
     static PACK_B: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// [`gemm_blocks`]'s `f32` block.
+    static BLOCK: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// [`gemm`] for the columns `cols` of `dst`, on this thread.
+/// `dst = lhs · rhs` one block of at most `NC` columns at a time, each handed to `epilogue(j0, cols, block)`
+/// (`block`: the `m × cols` outputs of columns `j0..j0 + cols`, row-major) while it is still in cache, on this
+/// thread. The caller's pass over the block (BatchNorm statistics, the activation, rounding to a half type)
+/// then reads it from L2, and no `f32` output the size of the whole product is ever written.
+///
+/// # Safety
+/// As [`gemm`] for `lhs` and `rhs`.
+pub unsafe fn gemm_blocks(
+    compute: Compute,
+    [m, n, k]: [usize; 3],
+    lhs: Src,
+    rhs: Src,
+    mut epilogue: impl FnMut(usize, usize, &[f32]),
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    BLOCK.with(|block| {
+        let mut block = block.borrow_mut();
+        let len = m * NC.min(n);
+        if block.len() < len {
+            block.resize(len, 0.0);
+        }
+        let mut j0 = 0;
+        while j0 < n {
+            let cols = NC.min(n - j0);
+            let dst = Strided::new(block.as_mut_ptr(), cols, 1);
+            // SAFETY: `block` holds `m × cols` elements with rows `cols` apart; the operands are the caller's.
+            unsafe { gemm_cols(compute, [m, n, k], j0..j0 + cols, dst, false, lhs, rhs) };
+            epilogue(j0, cols, &block[..m * cols]);
+            j0 += cols;
+        }
+    });
+}
+
+/// [`gemm`] for the columns `cols`, on this thread: `dst` points at the first of them (column `cols.start`).
 unsafe fn gemm_cols(
     compute: Compute,
     [m, _n, k]: [usize; 3],
@@ -438,8 +495,8 @@ unsafe fn gemm_cols(
     if k == 0 {
         if !accumulate {
             for i in 0..m {
-                for j in cols.clone() {
-                    // SAFETY: (i, j) is in dst.
+                for j in 0..cols.len() {
+                    // SAFETY: (i, cols.start + j) is in dst.
                     unsafe { *dst.ptr.add(i * dst.row + j * dst.col) = 0.0 };
                 }
             }
@@ -486,7 +543,9 @@ unsafe fn gemm_cols(
                             for (ip, ir) in (0..mc).step_by(MR).enumerate() {
                                 let a = pa[ip * steps * MR..].as_ptr();
                                 let tile = Tile {
-                                    ptr: dst.ptr.add((i0 + ir) * dst.row + (j0 + jr) * dst.col),
+                                    ptr: dst.ptr.add(
+                                        (i0 + ir) * dst.row + (j0 + jr - cols.start) * dst.col,
+                                    ),
                                     row: dst.row,
                                     col: dst.col,
                                     rows: MR.min(mc - ir),

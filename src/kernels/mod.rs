@@ -7,6 +7,7 @@
 //! comparison.
 
 pub mod bn_act;
+mod bn_blocks;
 mod cast;
 pub mod conv;
 mod dot;

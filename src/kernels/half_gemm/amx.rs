@@ -128,7 +128,9 @@ pub(super) unsafe fn gemm_cols(
                             for (ip, ir) in (0..mc).step_by(MR).enumerate() {
                                 let a = pa[ip * MR * steps..].as_ptr();
                                 let tile = Tile {
-                                    ptr: dst.ptr.add((i0 + ir) * dst.row + (j0 + jr) * dst.col),
+                                    ptr: dst.ptr.add(
+                                        (i0 + ir) * dst.row + (j0 + jr - cols.start) * dst.col,
+                                    ),
                                     row: dst.row,
                                     col: dst.col,
                                     rows: MR.min(mc - ir),
