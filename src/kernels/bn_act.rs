@@ -305,7 +305,8 @@ where
     use super::half_slice::HalfSlice;
     let (mut dz, sums) = backward_sums(y, dout, channels, hw, stats, gamma, beta, act);
     let step = y.block_len(hw);
-    let mut dy = vec![H::ZERO; dz.len()];
+    // Zeroed by the allocator (fresh pages are zero already), not by a fill pass that every element overwrites.
+    let mut dy = bytemuck::zeroed_vec::<H>(dz.len());
     let planes = dz
         .par_chunks_mut(hw.max(1))
         .zip(dy.par_chunks_mut(hw.max(1)));

@@ -38,7 +38,7 @@ where
 }
 
 /// `values` rounded to a half type (nearest even), chunks in parallel.
-fn narrow_all<T: Copy + Default + Send + Sync>(values: &[f32]) -> Vec<T>
+fn narrow_all<T: bytemuck::Pod + Default + Send + Sync>(values: &[f32]) -> Vec<T>
 where
     [T]: HalfSlice,
 {
@@ -243,7 +243,7 @@ pub(super) fn planes_and_source_in(
     source: Vec<f32>,
     write: impl Fn(&[f32], usize, &mut [f32]) + Sync + Send,
 ) -> (FlexTensor, FlexTensor) {
-    fn rounded<T: Copy + Default + Send + Sync>(
+    fn rounded<T: bytemuck::Pod + Default + Send + Sync>(
         plane: usize,
         source: &[f32],
         write: impl Fn(&[f32], usize, &mut [f32]) + Sync + Send,

@@ -42,7 +42,7 @@ const MAX_CAT: usize = 8;
 /// A float type as burn-flex stores it, with the little arithmetic these ops need. The copies are generic over
 /// it; `f32` keeps its direct loops (every `f32` method below compiles to what the ops did before they took half
 /// types), and the half types convert slices with `half`'s F16C path where the CPU has it.
-trait Elem: Copy + Send + Sync + 'static {
+trait Elem: bytemuck::Pod + Send + Sync + 'static {
     const ZERO: Self;
 
     /// From `t`'s first element to the end of its storage (for [`batch_strided_as_is`] views).

@@ -286,7 +286,7 @@ unsafe impl Send for Src {}
 unsafe impl Sync for Src {}
 
 /// The float types an operand may have.
-pub trait Elem: Copy + Send + Sync + 'static {
+pub trait Elem: bytemuck::Pod + Send + Sync + 'static {
     const ZERO: Self;
     fn src(ptr: *const Self, row: usize, col: usize) -> Src;
 
