@@ -27,6 +27,16 @@ pub struct BatchStats {
 }
 
 impl BatchStats {
+    /// BatchNorm with these statistics and the affine `gamma`, `beta` as one multiply-add per channel:
+    /// `(scale, shift)` with `scale = gamma · invstd`, `shift = beta − mean · scale`.
+    pub fn scale_shift(&self, gamma: &[f32], beta: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let scale: Vec<f32> = gamma.iter().zip(&self.invstd).map(|(g, s)| g * s).collect();
+        let shift = (0..scale.len())
+            .map(|i| beta[i] - self.mean[i] * scale[i])
+            .collect();
+        (scale, shift)
+    }
+
     /// The unbiased variance PyTorch feeds its running estimate.
     pub fn unbiased_var(&self) -> Vec<f32> {
         let n = self.count as f64;
@@ -268,15 +278,9 @@ pub fn backward(
     act: bool,
 ) -> BnActGrads {
     let (mut dy, sums) = backward_sums(y, dout, channels, hw, stats, gamma, beta, act);
-    // Pass 2: dy = a·dz + b·y + c0.
-    let step = y.block_len(hw);
-    dy.par_chunks_mut(hw).enumerate().for_each(|(i, dy)| {
-        let (a, b, c0) = sums.coef[i % channels];
-        for (k, dy) in dy.chunks_mut(step.max(1)).enumerate() {
-            let block = i * hw + k * step..i * hw + k * step + dy.len();
-            y.with_f32(block, |y| plane_affine2(dy, y, a, b, c0));
-        }
-    });
+    dy.par_chunks_mut(hw)
+        .enumerate()
+        .for_each(|(i, dz)| affine_plane(dz, y, i, hw, sums.coef[i % channels], |_, _| {}));
     BnActGrads {
         dy,
         dgamma: sums.dgamma,
@@ -304,22 +308,36 @@ where
 {
     use super::half_slice::HalfSlice;
     let (mut dz, sums) = backward_sums(y, dout, channels, hw, stats, gamma, beta, act);
-    let step = y.block_len(hw);
     // Zeroed by the allocator (fresh pages are zero already), not by a fill pass that every element overwrites.
     let mut dy = bytemuck::zeroed_vec::<H>(dz.len());
     let planes = dz
         .par_chunks_mut(hw.max(1))
         .zip(dy.par_chunks_mut(hw.max(1)));
     planes.enumerate().for_each(|(i, (dz, dy))| {
-        let (a, b, c0) = sums.coef[i % channels];
-        let blocks = dz.chunks_mut(step.max(1)).zip(dy.chunks_mut(step.max(1)));
-        for (k, (dz, dy)) in blocks.enumerate() {
-            let block = i * hw + k * step..i * hw + k * step + dz.len();
-            y.with_f32(block, |y| plane_affine2(dz, y, a, b, c0));
-            dy.round_from(dz);
-        }
+        affine_plane(dz, y, i, hw, sums.coef[i % channels], |at, block| {
+            dy[at..][..block.len()].round_from(block)
+        })
     });
     (dy, sums.dgamma, sums.dbeta)
+}
+
+/// Pass 2 on plane `i` (`hw` elements): `dz` becomes `dy = a·dz + b·y + c0`, one L1-sized block of `y` widened
+/// at a time, and `done(at, block)` sees each finished block (`at`: its offset in the plane) while it is in
+/// cache.
+fn affine_plane(
+    dz: &mut [f32],
+    y: Floats,
+    i: usize,
+    hw: usize,
+    (a, b, c0): (f32, f32, f32),
+    mut done: impl FnMut(usize, &[f32]),
+) {
+    let step = y.block_len(hw).max(1);
+    for (k, dz) in dz.chunks_mut(step).enumerate() {
+        let block = i * hw + k * step..i * hw + k * step + dz.len();
+        y.with_f32(block, |y| plane_affine2(dz, y, a, b, c0));
+        done(k * step, dz);
+    }
 }
 
 /// What pass 1 of the backward gives pass 2: per channel `dy = a·dz + b·y + c0`'s coefficients, and the
@@ -587,8 +605,7 @@ mod tests {
         let w = values(y.len(), 4);
         for act in [true, false] {
             let stats = batch_stats(&y, c, hw, eps);
-            let scale: Vec<f32> = (0..c).map(|i| gamma[i] * stats.invstd[i]).collect();
-            let shift: Vec<f32> = (0..c).map(|i| beta[i] - stats.mean[i] * scale[i]).collect();
+            let (scale, shift) = stats.scale_shift(&gamma, &beta);
             let out = scale_shift_act(&y, c, hw, &scale, &shift, act);
             let want = reference(&y, c, hw, &gamma, &beta, eps, act);
             for (a, b) in out.iter().zip(&want) {

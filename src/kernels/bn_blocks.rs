@@ -68,8 +68,7 @@ where
         })
         .collect();
     let stats = bn_act::stats_from_moments(&per_channel, eps);
-    let scale: Vec<f32> = (0..c).map(|i| gamma[i] * stats.invstd[i]).collect();
-    let shift: Vec<f32> = (0..c).map(|i| beta[i] - stats.mean[i] * scale[i]).collect();
+    let (scale, shift) = stats.scale_shift(gamma, beta);
     let out = par_vec_of(y.len(), hw.max(1), H::ZERO, |p, out| {
         let ch = p % c;
         let mut wide = [0.0f32; BLOCK];
@@ -210,10 +209,7 @@ mod tests {
                     assert!((a - b).abs() <= 1e-6 * b, "{name}: var[{i}] {a} vs {b}");
                 }
                 assert_eq!(t.stats.count, want.count);
-                let scale: Vec<f32> = (0..c).map(|i| gamma[i] * t.stats.invstd[i]).collect();
-                let shift: Vec<f32> = (0..c)
-                    .map(|i| beta[i] - t.stats.mean[i] * scale[i])
-                    .collect();
+                let (scale, shift) = t.stats.scale_shift(&gamma, &beta);
                 let normalised = bn_act::scale_shift_act(&widen(&t.y), c, hw, &scale, &shift, act);
                 assert_eq!(t.out, round::<H>(&normalised), "{name}: training output");
                 let e = eval(&g, &x, in_img, &w, &scale, &shift, act);
@@ -223,29 +219,23 @@ mod tests {
         }
     }
 
-    #[test]
-    fn bf16_blocks_match_the_unfused_forward() {
+    /// On a 2-thread pool: with at least as many images as threads, the block path runs (asserted).
+    fn on_two_threads(f: impl FnOnce() + Send) {
         if !crate::kernels::half_gemm::available() {
             eprintln!("skipped: this CPU has no AVX-512, so the block forward never runs");
             return;
         }
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap();
-        pool.install(|| matches_unfused::<bf16>(bf16::from_f32));
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build();
+        pool.expect("a 2-thread pool").install(f);
+    }
+
+    #[test]
+    fn bf16_blocks_match_the_unfused_forward() {
+        on_two_threads(|| matches_unfused::<bf16>(bf16::from_f32));
     }
 
     #[test]
     fn f16_blocks_match_the_unfused_forward() {
-        if !crate::kernels::half_gemm::available() {
-            eprintln!("skipped: this CPU has no AVX-512, so the block forward never runs");
-            return;
-        }
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap();
-        pool.install(|| matches_unfused::<f16>(f16::from_f32));
+        on_two_threads(|| matches_unfused::<f16>(f16::from_f32));
     }
 }

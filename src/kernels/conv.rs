@@ -326,7 +326,7 @@ fn as_type<D: 'static, U: 'static>(s: &[D]) -> Option<&[U]> {
 /// Whether [`forward_image_blocks`] serves this conv and type: a half type the half GEMM reads in place, and
 /// enough images for one thread each (with fewer, [`forward`]'s parallel GEMM is the faster way).
 pub fn blocks_apply<T: Elem>(g: &ConvGeometry) -> bool {
-    std::mem::size_of::<T>() == 2 && !taps_for::<T>(g) && half_gemm::available() && split(g.batch).0
+    std::mem::size_of::<T>() == 2 && half_gemm::available() && split(g.batch).0
 }
 
 /// One image's conv output (`x`: the image, `c_in·h·w` elements) handed to `epilogue` one block of at most

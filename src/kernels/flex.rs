@@ -508,10 +508,7 @@ fn train<B: Backend>(
     let (out, y, stats) = blocks(&xc, &wc).unwrap_or_else(|| {
         let y = conv_forward(&g, &xc, x_stride, &wc);
         let stats = bn_act::batch_stats(&y, c, hw, eps);
-        let scale: Vec<f32> = (0..c).map(|i| gamma_v[i] * stats.invstd[i]).collect();
-        let shift: Vec<f32> = (0..c)
-            .map(|i| beta_v[i] - stats.mean[i] * scale[i])
-            .collect();
+        let (scale, shift) = stats.scale_shift(&gamma_v, &beta_v);
         // In a half type each block is rounded as it is computed (no f32 copy of the whole output), and so is
         // the conv output the backward keeps.
         let (out, y) =
