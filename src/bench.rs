@@ -59,7 +59,7 @@ impl BackendJob for ModelBench {
         let (model, images) = match self.precision {
             Precision::Fp32 => (model, images),
             _ => (
-                cast_module(model, dtype, Tensors::All),
+                cast_module(model, dtype, Tensors::for_backend::<B>()),
                 crate::kernels::cast(images, dtype),
             ),
         };

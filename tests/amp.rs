@@ -202,9 +202,10 @@ fn bits<BB: Backend, M: Module<BB>>(module: &M) -> HashMap<String, Vec<u32>> {
 }
 
 /// A freshly built YOLOv8n, its parameters not yet initialised (Burn initialises them on first use), split
-/// into masters and a compute model: the compute model holds the masters' values rounded to its type, and the
-/// FP32 model that the EMA starts from is the masters. Burn 0.21 gives a clone of an uninitialised parameter
-/// its own initialiser, so before `materialize` the two copies were two different random inits.
+/// into masters and a compute model: the compute model holds the masters' values rounded to its type
+/// (BatchNorm's gamma and beta stay FP32, as they are), and the FP32 model that the EMA starts from is the
+/// masters. Burn 0.21 gives a clone of an uninitialised parameter its own initialiser, so before `materialize`
+/// the two copies were two different random inits.
 #[test]
 fn compute_model_and_ema_start_from_the_masters() {
     let device = Default::default();
@@ -226,13 +227,49 @@ fn compute_model_and_ema_start_from_the_masters() {
             .to_bits()
         };
         let masters = bits(&amp.fp32_model(&compute));
+        let types = dtypes(&compute);
         let compute = bits(&compute);
         assert_eq!(masters.len(), compute.len(), "{precision:?}");
+        let mut affine = 0;
         for (name, values) in &compute {
-            let want: Vec<u32> = masters[name].iter().map(|v| round(*v)).collect();
+            // BatchNorm's scale and shift stay FP32, as under autocast (our kernels' BatchNorm is f32 inside).
+            let batch_norm = name.ends_with(".gamma") || name.ends_with(".beta");
+            let want: Vec<u32> = if batch_norm {
+                affine += 1;
+                assert_eq!(types[name], DType::F32, "{precision:?} {name}");
+                masters[name].clone()
+            } else {
+                let dtype = match precision {
+                    Precision::Fp32 => DType::F32,
+                    Precision::Fp16 => DType::F16,
+                    Precision::Bf16 => DType::BF16,
+                };
+                assert_eq!(types[name], dtype, "{precision:?} {name}");
+                masters[name].iter().map(|v| round(*v)).collect()
+            };
             assert_eq!(values, &want, "{precision:?} {name}");
         }
+        assert!(affine >= 2 * 50, "{affine} BatchNorm gamma/beta tensors");
     }
+}
+
+/// Every parameter's (and running statistic's) float type, by path.
+fn dtypes<BB: Backend, M: Module<BB>>(module: &M) -> HashMap<String, DType> {
+    struct Collect(Vec<String>, HashMap<String, DType>);
+    impl<BB: Backend> burn::module::ModuleVisitor<BB> for Collect {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.0.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.0.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<BB, D>>) {
+            self.1.insert(self.0.join("."), param.val().dtype());
+        }
+    }
+    let mut c = Collect(Vec::new(), HashMap::new());
+    module.visit(&mut c);
+    c.1
 }
 
 /// A YOLOv8n step whose gradients hold an infinity (or a NaN) is skipped: masters, optimizer state and the

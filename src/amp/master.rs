@@ -48,6 +48,8 @@ pub struct AmpState {
 #[derive(Debug)]
 pub struct MasterWeights<AB: AutodiffBackend, M> {
     dtype: FloatDType,
+    /// BatchNorm `gamma` and `beta`'s type in the compute model ([`Tensors::affine_dtype`]).
+    affine: FloatDType,
     /// The FP32 copy; `None` in fp32.
     master: Option<M>,
     optimizer: Optimizer<AB::InnerBackend>,
@@ -75,18 +77,17 @@ where
         let (master, compute) = if dtype == FloatDType::F32 {
             (None, model)
         } else {
-            // Our CPU kernels keep BatchNorm's running statistics in FP32 whatever the input's type; Burn's
-            // stock BatchNorm needs them in the input's type.
-            let which = if crate::kernels::batch_norm_stats_stay_f32::<AB>() {
-                Tensors::Params
-            } else {
-                Tensors::All
-            };
+            let which = Tensors::for_backend::<AB>();
             let compute = cast_module(model.clone(), dtype, which);
-            (Some(model), compute)
+            (Some((model, which.affine_dtype(dtype))), compute)
+        };
+        let (master, affine) = match master {
+            Some((model, affine)) => (Some(model), affine),
+            None => (None, dtype),
         };
         let wrapper = Self {
             dtype,
+            affine,
             master,
             optimizer,
             scaler: LossScaler::for_precision(scaler, precision),
@@ -208,7 +209,7 @@ where
         let compute = if skipped {
             compute
         } else {
-            write_back(compute, &master, self.dtype, None)
+            write_back(compute, &master, self.dtype, None, self.affine)
         };
         self.master = Some(master);
         (compute, outcome)
@@ -233,7 +234,14 @@ where
         // `valid` and `from_inner` give fresh running statistics, so the cast below leaves `compute`'s alone
         // (Burn's clones of a module share them, and mapping writes them in place).
         let copy = M::from_inner(compute.valid());
-        write_back(copy, master, FloatDType::F32, Some(FloatDType::F32)).valid()
+        write_back(
+            copy,
+            master,
+            FloatDType::F32,
+            Some(FloatDType::F32),
+            FloatDType::F32,
+        )
+        .valid()
     }
 }
 
@@ -243,13 +251,41 @@ fn is_running_stat(path: &[String]) -> bool {
         .is_some_and(|f| f == "running_mean" || f == "running_var")
 }
 
+/// Whether the path's last field is BatchNorm's scale or shift.
+fn is_batch_norm_affine(path: &[String]) -> bool {
+    path.last().is_some_and(|f| f == "gamma" || f == "beta")
+}
+
 /// Which float tensors of a module [`cast_module`] casts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tensors {
-    /// Parameters only; BatchNorm running statistics keep their type.
+    /// Parameters other than BatchNorm's: its running statistics keep their type and its `gamma` and `beta`
+    /// become FP32, as under torch's autocast, where batch_norm takes a half input with FP32 weights (our
+    /// kernels do BatchNorm's arithmetic in `f32` either way). Their gradients are then FP32 sums, not sums
+    /// rounded to the half type, and the masters' updates reach them unrounded.
     Params,
     /// Parameters and running statistics.
     All,
+}
+
+impl Tensors {
+    /// What a compute model on `B` casts: our CPU kernels keep BatchNorm in FP32 whatever the input's type;
+    /// Burn's stock BatchNorm needs all of it in the input's type.
+    pub fn for_backend<B: Backend>() -> Self {
+        if crate::kernels::batch_norm_stats_stay_f32::<B>() {
+            Tensors::Params
+        } else {
+            Tensors::All
+        }
+    }
+
+    /// The type BatchNorm's `gamma` and `beta` take in a compute model of `dtype`.
+    fn affine_dtype(self, dtype: FloatDType) -> FloatDType {
+        match self {
+            Tensors::Params => FloatDType::F32,
+            Tensors::All => dtype,
+        }
+    }
 }
 
 /// `module` with every parameter initialised now.
@@ -282,6 +318,7 @@ pub fn cast_module<AB: AutodiffBackend, M: Module<AB>>(
         masters: HashMap::new(),
         dtype,
         stats: (which == Tensors::All).then_some(dtype),
+        affine: which.affine_dtype(dtype),
     })
 }
 
@@ -291,6 +328,7 @@ fn write_back<AB: AutodiffBackend, M: AutodiffModule<AB>>(
     master: &M,
     dtype: FloatDType,
     stats: Option<FloatDType>,
+    affine: FloatDType,
 ) -> M {
     let mut collect = CollectFlat::<AB> {
         path: Vec::new(),
@@ -302,6 +340,7 @@ fn write_back<AB: AutodiffBackend, M: AutodiffModule<AB>>(
         masters: collect.found,
         dtype,
         stats,
+        affine,
     };
     compute.map(&mut mapper)
 }
@@ -339,6 +378,8 @@ struct ReplaceParams<AB: AutodiffBackend> {
     masters: HashMap<ParamId, Tensor<AB::InnerBackend, 1>>,
     dtype: FloatDType,
     stats: Option<FloatDType>,
+    /// BatchNorm's `gamma` and `beta`.
+    affine: FloatDType,
 }
 
 impl<AB: AutodiffBackend> ModuleMapper<AB> for ReplaceParams<AB> {
@@ -356,6 +397,8 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for ReplaceParams<AB> {
                 Some(dtype) => (dtype, None),
                 None => return param,
             }
+        } else if is_batch_norm_affine(&self.path) {
+            (self.affine, self.masters.remove(&param.id))
         } else {
             (self.dtype, self.masters.remove(&param.id))
         };
