@@ -174,7 +174,23 @@ fn master_weights_follow_torch_skips_and_scales_in_fp16() {
 /// Every parameter of a module, by path, as f32 bits (BatchNorm running statistics left out: every forward in
 /// train mode moves them, step or not).
 fn bits<BB: Backend, M: Module<BB>>(module: &M) -> HashMap<String, Vec<u32>> {
-    struct Collect(Vec<String>, HashMap<String, Vec<u32>>);
+    params(module)
+        .into_iter()
+        .map(|(k, (_, v))| (k, v))
+        .collect()
+}
+
+/// Every parameter's float type, by path (running statistics left out, as in [`bits`]).
+fn dtypes<BB: Backend, M: Module<BB>>(module: &M) -> HashMap<String, DType> {
+    params(module)
+        .into_iter()
+        .map(|(k, (t, _))| (k, t))
+        .collect()
+}
+
+/// Every parameter's type and f32 bits, by path, running statistics left out.
+fn params<BB: Backend, M: Module<BB>>(module: &M) -> HashMap<String, (DType, Vec<u32>)> {
+    struct Collect(Vec<String>, HashMap<String, (DType, Vec<u32>)>);
     impl<BB: Backend> burn::module::ModuleVisitor<BB> for Collect {
         fn enter_module(&mut self, name: &str, _: &str) {
             self.0.push(name.to_string());
@@ -186,14 +202,11 @@ fn bits<BB: Backend, M: Module<BB>>(module: &M) -> HashMap<String, Vec<u32>> {
             if self.0.last().is_some_and(|f| f.starts_with("running_")) {
                 return;
             }
-            let v = param
-                .val()
-                .into_data()
-                .convert::<f32>()
-                .to_vec::<f32>()
-                .unwrap();
-            self.1
-                .insert(self.0.join("."), v.iter().map(|f| f.to_bits()).collect());
+            let tensor = param.val();
+            let dtype = tensor.dtype();
+            let v = tensor.into_data().convert::<f32>().to_vec::<f32>().unwrap();
+            let bits = v.iter().map(|f| f.to_bits()).collect();
+            self.1.insert(self.0.join("."), (dtype, bits));
         }
     }
     let mut c = Collect(Vec::new(), HashMap::new());
@@ -251,25 +264,6 @@ fn compute_model_and_ema_start_from_the_masters() {
         }
         assert!(affine >= 2 * 50, "{affine} BatchNorm gamma/beta tensors");
     }
-}
-
-/// Every parameter's (and running statistic's) float type, by path.
-fn dtypes<BB: Backend, M: Module<BB>>(module: &M) -> HashMap<String, DType> {
-    struct Collect(Vec<String>, HashMap<String, DType>);
-    impl<BB: Backend> burn::module::ModuleVisitor<BB> for Collect {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.0.push(name.to_string());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.0.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<BB, D>>) {
-            self.1.insert(self.0.join("."), param.val().dtype());
-        }
-    }
-    let mut c = Collect(Vec::new(), HashMap::new());
-    module.visit(&mut c);
-    c.1
 }
 
 /// A YOLOv8n step whose gradients hold an infinity (or a NaN) is skipped: masters, optimizer state and the
