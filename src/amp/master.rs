@@ -48,8 +48,6 @@ pub struct AmpState {
 #[derive(Debug)]
 pub struct MasterWeights<AB: AutodiffBackend, M> {
     dtype: FloatDType,
-    /// BatchNorm `gamma` and `beta`'s type in the compute model ([`Tensors::affine_dtype`]).
-    affine: FloatDType,
     /// The FP32 copy; `None` in fp32.
     master: Option<M>,
     optimizer: Optimizer<AB::InnerBackend>,
@@ -77,17 +75,11 @@ where
         let (master, compute) = if dtype == FloatDType::F32 {
             (None, model)
         } else {
-            let which = Tensors::for_backend::<AB>();
-            let compute = cast_module(model.clone(), dtype, which);
-            (Some((model, which.affine_dtype(dtype))), compute)
-        };
-        let (master, affine) = match master {
-            Some((model, affine)) => (Some(model), affine),
-            None => (None, dtype),
+            let compute = cast_module(model.clone(), dtype, Tensors::for_backend::<AB>());
+            (Some(model), compute)
         };
         let wrapper = Self {
             dtype,
-            affine,
             master,
             optimizer,
             scaler: LossScaler::for_precision(scaler, precision),
@@ -209,7 +201,8 @@ where
         let compute = if skipped {
             compute
         } else {
-            write_back(compute, &master, self.dtype, None, self.affine)
+            let affine = Tensors::for_backend::<AB>().affine_dtype(self.dtype);
+            write_back(compute, &master, self.dtype, None, affine)
         };
         self.master = Some(master);
         (compute, outcome)
