@@ -230,7 +230,7 @@ fn downcast<B: Backend, const D: usize>(tensors: Vec<Tensor<B, D>>) -> Downcast<
 }
 
 /// `value` as the type it was just checked to be.
-fn same<T: 'static, U: 'static>(value: T) -> U {
+pub(super) fn same<T: 'static, U: 'static>(value: T) -> U {
     cast(value).unwrap_or_else(|_| unreachable!("checked to be this type"))
 }
 

@@ -10,6 +10,7 @@ pub mod bn_act;
 mod bn_blocks;
 mod cast;
 pub mod conv;
+mod dfl;
 mod dot;
 mod flex;
 mod grad_sum;
@@ -181,6 +182,45 @@ pub fn cat_with<B: Backend, const D: usize>(
         Kernels::Burn => tensors,
     };
     Tensor::cat(tensors, dim)
+}
+
+/// The Detect head's DFL decoding with the selected kernels: per anchor and side, the expectation of a softmax
+/// over the side's `R` bins with the weights `bins` (Ultralytics' fixed `0..R` 1×1 conv). Ours for plain
+/// burn-flex `f32` logits (inference), Burn's softmax and conv otherwise.
+///
+/// # Shapes
+/// logits `[B, 4·R, A]`, bins `[1, R, 1, 1]` → `[B, 4, A]`
+pub fn dfl_expectation<B: Backend>(x: Tensor<B, 3>, bins: &Tensor<B, 4>) -> Tensor<B, 3> {
+    dfl_expectation_with(selected(), x, bins)
+}
+
+/// [`dfl_expectation`] with an explicit choice, for tests that compare the two.
+pub fn dfl_expectation_with<B: Backend>(
+    kernels: Kernels,
+    x: Tensor<B, 3>,
+    bins: &Tensor<B, 4>,
+) -> Tensor<B, 3> {
+    let x = match kernels {
+        Kernels::Fast => match dfl::try_expectation(x, bins) {
+            Ok(y) => return y,
+            Err(x) => x,
+        },
+        Kernels::Burn => x,
+    };
+    let [b, _, a] = x.dims();
+    let r = bins.dims()[1];
+    let probs = burn::tensor::activation::softmax(x.reshape([b, 4, r, a]).swap_dims(1, 2), 1);
+    // The fixed bins follow the input's float type (a half model's bins are half; `decode` runs in f32).
+    let weight = bins
+        .clone()
+        .cast(burn::tensor::FloatDType::from(probs.dtype()));
+    burn::tensor::module::conv2d(
+        probs,
+        weight,
+        None,
+        burn::tensor::ops::ConvOptions::new([1, 1], [0, 0], [1, 1], 1),
+    )
+    .reshape([b, 4, a])
 }
 
 /// `a + b` of one shape with the selected kernels (the residual of a Bottleneck).

@@ -6,7 +6,7 @@
 
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::tensor::activation::{sigmoid, softmax};
+use burn::tensor::activation::sigmoid;
 use burn::tensor::backend::Backend;
 use burn::tensor::{FloatDType, Tensor, TensorData};
 
@@ -122,18 +122,7 @@ impl<B: Backend> Dfl<B> {
     /// # Shapes
     /// `[B, 4R, A]` → `[B, 4, A]` distances in grid units, sides l, t, r, b.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let [b, _, a] = x.dims();
-        let dtype = FloatDType::from(x.dtype());
-        let probs = softmax(x.reshape([b, 4, REG_MAX, a]).swap_dims(1, 2), 1);
-        // The fixed bins follow the input's float type (a half model's bins are half, its decode runs in f32).
-        let weight = self.conv.weight.val().cast(dtype);
-        burn::tensor::module::conv2d(
-            probs,
-            weight,
-            None,
-            burn::tensor::ops::ConvOptions::new([1, 1], [0, 0], [1, 1], 1),
-        )
-        .reshape([b, 4, a])
+        crate::kernels::dfl_expectation(x, &self.conv.weight.val())
     }
 }
 
