@@ -524,7 +524,9 @@ fn upsampling_matches_burn() {
 /// `f64` convolution of
 /// the same values, for the forward and both gradients, over geometries that take each path: im2col (the
 /// 3×3 stride-1 convs with 16–32 channels, which take the tap GEMMs in f32 but im2col in the half types, where
-/// it measured faster; stride 2; 5×5 with 8 channels; more positions than one packed column block), pointwise,
+/// it measured faster; stride 2; 5×5 with 8 channels; more positions than one packed column block), an f16
+/// weight gradient on f32 copies (at most 64 output channels: through the taps or im2col, with several images
+/// per thread so that each run accumulates) and through the implicit GEMM (70), pointwise,
 /// groups, a narrow weight gradient through the dot-product kernel, a channel slice of a wider tensor
 /// (`forward_strided`), and shapes whose rows (`c_out`, `c_in·kh·kw` not multiples of 8), columns (positions not multiples of 32) and depths
 /// (odd `k`) leave partial register tiles, masked stores and half-filled bf16 pairs.
@@ -636,12 +638,31 @@ fn half_kernels_match_an_f64_reference() {
         },
         // one image: the GEMM itself runs in parallel
         ConvGeometry { batch: 1, ..base },
+        // more images than threads (up to 4): each thread's run adds a second image's weight gradient to the
+        // first's, through the taps (16 channels) and through im2col (40)
+        ConvGeometry { batch: 5, ..base },
+        ConvGeometry {
+            batch: 5,
+            c_in: 40,
+            h: 6,
+            w: 7,
+            ..base
+        },
         // more positions than one packed block of columns (NC = 1536), k = 288 over two depth blocks
         ConvGeometry {
             c_in: 32,
             c_out: 16,
             h: 40,
             w: 41,
+            ..base
+        },
+        // more than 64 output channels: an f16 weight gradient keeps the implicit GEMM (64 or fewer take the
+        // f32 route, `conv::backward_weight_widened`)
+        ConvGeometry {
+            c_in: 24,
+            c_out: 70,
+            h: 6,
+            w: 9,
             ..base
         },
         // deep: k = 2304 in the forward, 2 × 100 weight-gradient terms per image

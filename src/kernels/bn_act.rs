@@ -11,6 +11,8 @@
 
 use multiversion::multiversion;
 
+mod half_in;
+
 pub use super::cast::Floats;
 use rayon::prelude::*;
 
@@ -335,7 +337,9 @@ fn affine_plane(
     let step = y.block_len(hw).max(1);
     for (k, dz) in dz.chunks_mut(step).enumerate() {
         let block = i * hw + k * step..i * hw + k * step + dz.len();
-        y.with_f32(block, |y| plane_affine2(dz, y, a, b, c0));
+        if !half_in::plane_affine2(dz, y, block.clone(), (a, b, c0)) {
+            y.with_f32(block, |y| plane_affine2(dz, y, a, b, c0));
+        }
         done(k * step, dz);
     }
 }
@@ -368,18 +372,22 @@ fn backward_sums(
         let mut totals = (0.0f64, 0.0f64);
         for (k, dz) in dz.chunks_mut(step.max(1)).enumerate() {
             let block = i * hw + k * step..i * hw + k * step + dz.len();
-            let (s_dz, s_dzx) = y.with_f32(block.clone(), |y| {
-                dout.with_f32(block, |dout| {
-                    plane_dz(
-                        y,
-                        dout,
-                        stats.mean[c],
-                        stats.invstd[c],
-                        gamma[c],
-                        beta[c],
-                        act,
-                        dz,
-                    )
+            let coef = [stats.mean[c], stats.invstd[c], gamma[c], beta[c]];
+            let fused = half_in::plane_dz(y, dout, block.clone(), coef, act, dz);
+            let (s_dz, s_dzx) = fused.unwrap_or_else(|| {
+                y.with_f32(block.clone(), |y| {
+                    dout.with_f32(block, |dout| {
+                        plane_dz(
+                            y,
+                            dout,
+                            stats.mean[c],
+                            stats.invstd[c],
+                            gamma[c],
+                            beta[c],
+                            act,
+                            dz,
+                        )
+                    })
                 })
             });
             totals.0 += s_dz;

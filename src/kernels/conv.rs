@@ -88,6 +88,8 @@ thread_local! {
     static COL: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
     /// The tap GEMMs' second buffer (the output or its gradient on the wide grid), likewise kept.
     static WIDE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// [`backward_input_rounded`]'s one image of `f32` input gradient, likewise kept.
+    static DX: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 fn with_col<T: Elem, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
@@ -402,11 +404,12 @@ fn implicit<T: Elem>(g: &ConvGeometry, x: &[T]) -> Option<half_gemm::ConvRows> {
 /// Why: `col2im(wᵀ · dy)` stores a `c_in·kh·kw`-row `f32` matrix and then adds it back into `dx` (col2im and
 /// its zeroing were ~5 % of a bf16 YOLOv8n train step); here the GEMM writes `dx` itself. The products are the
 /// same; only the order of the `f32` sums differs.
-fn backward_input_transposed<T: Elem, D: Elem>(
+fn backward_input_transposed<T: Elem, D: Elem, R>(
     g: &ConvGeometry,
     w: &[T],
     dy: &[D],
-) -> Option<Vec<f32>> {
+    images: impl FnOnce(&PerImage) -> R,
+) -> Option<R> {
     use super::half_slice::HalfSlice;
     use half_gemm::{Compute, ConvImage, ConvRows};
     // (whether the half GEMM reads T in place: an empty image answers it)
@@ -438,8 +441,8 @@ fn backward_input_transposed<T: Elem, D: Elem>(
     if dy_f32.is_none() && !(bf16_products && dy_bf16.is_some()) {
         return None;
     }
-    let (n, in_img, out_img) = (g.out_hw(), g.c_in * g.h * g.w, g.c_out * g.out_hw());
-    let (per_image, par) = split(g.batch);
+    let (n, out_img) = (g.out_hw(), g.c_out * g.out_hw());
+    let (_, par) = split(g.batch);
     let transposed_image = |image: ConvImage, dx_b: &mut [f32]| {
         for grp in 0..g.groups {
             // SAFETY: the group's m·n elements lie in the image.
@@ -478,22 +481,92 @@ fn backward_input_transposed<T: Elem, D: Elem>(
         (None, Some(dy)) => transposed_image(ConvImage::F32(dy[b * out_img..].as_ptr()), dx_b),
         (None, None) => unreachable!("checked above"),
     };
-    Some(by_image(per_image, g.input_len(), in_img, one))
+    Some(images(&one))
 }
+
+/// Writes image `b`'s whole input gradient into the slice (`c_in·h·w` elements).
+type PerImage<'a> = dyn Fn(usize, &mut [f32]) + Sync + Send + 'a;
 
 /// `dx[b] = col2im(wᵀ · dy[b])`.
 pub fn backward_input<T: Elem, D: Elem>(g: &ConvGeometry, w: &[T], dy: &[D]) -> Vec<f32> {
+    let (per_image, _) = split(g.batch);
+    let in_img = g.c_in * g.h * g.w;
+    backward_input_with(g, w, dy, |one| {
+        by_image(per_image, g.input_len(), in_img, one)
+    })
+}
+
+/// [`backward_input`] rounded to the half type `H` image by image, each image's `f32` gradient (in a reused
+/// per-thread buffer) first summed with `held`'s (a gradient the input already has from another reader), as
+/// `grad_sum::register_f32` sums them: the same values bit for bit. `None` (nothing computed) where the GEMMs
+/// themselves run in parallel (fewer images than threads) or `held` is not `g.input_len()` long.
+///
+/// Why: the whole `f32` gradient was a fresh allocation (its first-touch page faults and zeroing), written once
+/// and read back from memory to be rounded (`round_bf16`/`round_f16` ~1.2–1.6 % of a half train step at 320);
+/// here each image is rounded while it is still in L2.
+pub fn backward_input_rounded<T: Elem, D: Elem, H: Elem>(
+    g: &ConvGeometry,
+    w: &[T],
+    dy: &[D],
+    held: Option<super::cast::Floats>,
+) -> Option<Vec<H>>
+where
+    [H]: super::half_slice::HalfSlice,
+{
+    use super::half_slice::HalfSlice;
+    let (per_image, _) = split(g.batch);
+    let in_img = g.c_in * g.h * g.w;
+    if !per_image || held.is_some_and(|h| h.len() != g.input_len()) || in_img == 0 {
+        return None;
+    }
+    Some(backward_input_with(g, w, dy, |one| {
+        let mut out = bytemuck::zeroed_vec::<H>(g.input_len());
+        out.par_chunks_mut(in_img)
+            .enumerate()
+            .for_each(|(b, out_b)| {
+                DX.with(|dx| {
+                    let mut dx = dx.borrow_mut();
+                    if dx.len() < in_img {
+                        dx.resize(in_img, 0.0);
+                    }
+                    let dx_b = &mut dx[..in_img];
+                    dx_b.fill(0.0);
+                    one(b, dx_b);
+                    if let Some(held) = held {
+                        held.with_f32(b * in_img..(b + 1) * in_img, |h| {
+                            dx_b.iter_mut().zip(h).for_each(|(d, h)| *d += h)
+                        });
+                    }
+                    out_b.round_from(dx_b);
+                })
+            });
+        out
+    }))
+}
+
+/// The input gradient's per-image writer ([`PerImage`]), handed to `images`, which runs it over the batch.
+fn backward_input_with<T: Elem, D: Elem, R>(
+    g: &ConvGeometry,
+    w: &[T],
+    dy: &[D],
+    images: impl FnOnce(&PerImage) -> R,
+) -> R {
     debug_assert_eq!(dy.len(), g.output_len());
-    if let Some(dx) = backward_input_transposed(g, w, dy) {
+    let mut images = Some(images);
+    let transposed =
+        backward_input_transposed(g, w, dy, |one| images.take().map(|images| images(one)));
+    if let Some(Some(dx)) = transposed {
         return dx;
     }
-    let in_img = g.c_in * g.h * g.w;
+    let Some(images) = images else {
+        unreachable!("the transposed path ran only where it returned")
+    };
     let out_img = g.c_out * g.out_hw();
-    let (per_image, par) = split(g.batch);
+    let (_, par) = split(g.batch);
     let one = |b: usize, dx_b: &mut [f32]| {
         backward_input_image(g, w, &dy[b * out_img..][..out_img], dx_b, par)
     };
-    by_image(per_image, g.input_len(), in_img, one)
+    images(&one)
 }
 
 fn backward_input_image<T: Elem, D: Elem>(
@@ -635,6 +708,12 @@ fn backward_weight_image<T: Elem, D: Elem>(
             dot::a_bt(m, k, n, dy_g, x_g, dw_g, accumulate);
         } else if g.is_pointwise() {
             run(x_g, dw_g);
+        } else if let (Some(x16), Some(dy32), true) = (
+            as_type::<T, half::f16>(x_g),
+            as_type::<D, f32>(dy_g),
+            implicit_applies(g) && m <= WIDEN_MAX_ROWS,
+        ) {
+            backward_weight_widened(g, x16, dy32, dw_g, accumulate, par);
         } else if let Some(rows) = implicit {
             // colᵀ read in place from the image (no im2col)
             let col_t = Src::Conv(rows.transposed());
@@ -669,6 +748,57 @@ fn backward_weight_image<T: Elem, D: Elem>(
             });
         }
     }
+}
+
+/// The weight gradient of one group of an `f16` "same" stride-1 conv with an `f32` `dy`, on `f32` copies: the
+/// image widened while it is padded for the tap GEMMs (where [`taps::applies`]) or before im2col, then exactly
+/// the `f32` route (the `gemm` crate).
+///
+/// Why: without AVX512-FP16 both routes multiply in `f32` FMAs, but the implicit GEMM packs `colᵀ` with a 16 × 16
+/// transpose per 256 values, each used by only `c_out` rows, and the narrow ones took im2col and dot products:
+/// per layer (`cargo bench --bench conv_layers`, YOLOv8n at 320, one thread), 16 → 16 at 80×80 took 4.3 ms
+/// against 3.1–3.4 for `f32` (3.3 this way), and a 32 → 32 conv at 80×80 17.2 ms against 14.0. Converting while
+/// copying costs no pass of its own.
+/// The most output channels (per group) for which [`backward_weight_widened`] takes an `f16` conv's weight
+/// gradient: with more rows to share each packed value, the implicit GEMM was as fast or faster (80 and 128
+/// channels at 40×40 to 10×10, in the same per-layer runs).
+const WIDEN_MAX_ROWS: usize = 64;
+
+fn backward_weight_widened(
+    g: &ConvGeometry,
+    x: &[half::f16],
+    dy: &[f32],
+    dw_g: &mut [f32],
+    accumulate: bool,
+    par: Parallelism,
+) {
+    let (n, k, m) = (g.out_hw(), g.k(), g.cout_g());
+    if taps::applies(g) {
+        let wide = Wide::new(g);
+        with_scratch::<f32, _>(wide.padded_len(g), wide.out_len(g), |xp, dy_wide| {
+            taps::pad_input_widened(g, &wide, x, xp);
+            taps::widen(g, &wide, dy, dy_wide);
+            taps::backward_weight(g, &wide, xp, dy_wide, dw_g, accumulate, par);
+        });
+        return;
+    }
+    // the im2col matrix, and the widened image it is copied from in the second buffer
+    with_scratch::<f32, _>(k * n, x.len(), |col, wide| {
+        use super::half_slice::HalfSlice;
+        x.widen_into(wide);
+        im2col(g, wide, col);
+        // SAFETY: dw_g is m×k, dy m×n, col k×n (read transposed); all exactly sized.
+        unsafe {
+            gemm_strided(
+                [m, k, n],
+                Strided::new(dw_g.as_mut_ptr(), k, 1),
+                accumulate,
+                Strided::new(dy.as_ptr(), n, 1),
+                Strided::new(col.as_ptr(), 1, n),
+                par,
+            )
+        }
+    });
 }
 
 /// The output columns `ox` whose input column `ox·s + kx − pad` lies in `[0, w)`, as `lo..hi`.
@@ -1138,5 +1268,68 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// [`backward_input_rounded`] against what it replaces, `round(backward_input + held)` in `f32`: equal bit
+    /// for bit, for both half types, with and without a held gradient (f32 or half), through the transposed
+    /// path (3×3 stride 1) and col2im (stride 2, pointwise).
+    #[test]
+    fn rounded_input_gradient_is_the_rounded_f32_one() {
+        use super::super::cast::Floats;
+        use super::super::half_slice::HalfSlice;
+        use half::{bf16, f16};
+        fn check<H: Elem + std::fmt::Debug + PartialEq>(
+            to: fn(f32) -> H,
+            floats: for<'a> fn(&'a [H]) -> Floats<'a>,
+        ) where
+            [H]: HalfSlice,
+        {
+            let geometries = [
+                (3, [1, 1], [1, 1]),
+                (3, [2, 2], [1, 1]),
+                (1, [1, 1], [0, 0]),
+            ];
+            for (k, stride, pad) in geometries {
+                let g = ConvGeometry {
+                    // at least as many images as threads, so that images run in parallel
+                    batch: rayon::current_num_threads().max(5),
+                    c_in: 12,
+                    h: 9,
+                    w: 7,
+                    c_out: 16,
+                    kh: k,
+                    kw: k,
+                    stride,
+                    pad,
+                    groups: 1,
+                };
+                let value = |i: usize, seed: usize| {
+                    ((i * 7919 + seed * 104_729) % 2003) as f32 / 1001.0 - 1.0
+                };
+                let w: Vec<H> = (0..g.weight_len()).map(|i| to(value(i, 1))).collect();
+                let dy: Vec<f32> = (0..g.output_len()).map(|i| value(i, 2) * 0.37).collect();
+                let held32: Vec<f32> = (0..g.input_len()).map(|i| value(i, 3)).collect();
+                let held_h: Vec<H> = held32.iter().map(|v| to(*v)).collect();
+                let mut held_h32 = vec![0.0f32; held_h.len()];
+                held_h.widen_into(&mut held_h32);
+                for (held, add) in [
+                    (None, None),
+                    (Some(Floats::F32(&held32)), Some(&held32)),
+                    (Some(floats(&held_h)), Some(&held_h32)),
+                ] {
+                    let mut want32 = backward_input(&g, &w, &dy);
+                    if let Some(add) = add {
+                        want32.iter_mut().zip(add).for_each(|(d, h)| *d += h);
+                    }
+                    let mut want = vec![to(0.0); want32.len()];
+                    want.round_from(&want32);
+                    let got = backward_input_rounded::<H, f32, H>(&g, &w, &dy, held)
+                        .expect("at least as many images as threads");
+                    assert!(got == want, "{g:?}, held {}", add.is_some());
+                }
+            }
+        }
+        check::<f16>(f16::from_f32, |v| Floats::F16(v));
+        check::<bf16>(bf16::from_f32, |v| Floats::Bf16(v));
     }
 }

@@ -414,7 +414,24 @@ impl Backward<Flex, 4> for ConvBnActBackward {
         if let Some(node) = node_beta {
             grads.register::<Flex>(node.id, narrow(dbeta, &[g.c_out], bn_dtype));
         }
-        let wanted = [node_x.is_some(), node_w.is_some()];
+        // A half input's gradient rounded image by image as the GEMMs finish it, summed there with what the
+        // input already holds; else (an f32 input, or a case it declines) the f32 gradient is rounded below.
+        let key_x = node_x.as_ref().map(|node| grad_key!(node));
+        let mut dx_done = false;
+        if let Some(key) = &key_x {
+            let held = grads.get::<Flex>(key).map(|held| held.to_contiguous());
+            let rounded = match &dy {
+                Dy::F32(dy) => dx_rounded(&g, &s.w, dy, held.as_ref(), x_dtype),
+                Dy::Bf16(dy) => dx_rounded(&g, &s.w, dy, held.as_ref(), x_dtype),
+            };
+            if let Some(dx) = rounded {
+                drop(held);
+                let _ = grads.remove::<Flex>(key);
+                grads.register::<Flex>(key.node.id, dx);
+                dx_done = true;
+            }
+        }
+        let wanted = [node_x.is_some() && !dx_done, node_w.is_some()];
         let [dx, dw] = match &dy {
             Dy::F32(dy) => conv_grads(&g, &s.x, &s.w, dy, wanted),
             Dy::Bf16(dy) => conv_grads(&g, &s.x, &s.w, dy, wanted),
@@ -428,6 +445,39 @@ impl Backward<Flex, 4> for ConvBnActBackward {
             let shape = s.w.layout().shape().to_vec();
             grads.register::<Flex>(node.id, narrow(dw, &shape, w_dtype));
         }
+    }
+}
+
+/// The conv's input gradient in the input's half type `dtype`, with `held` (the input's gradient so far, of its
+/// shape) added: [`conv::backward_input_rounded`]. `None` for an `f32` input, weights of another type, a held
+/// gradient it cannot read in place, or where that declines.
+fn dx_rounded<D: half_gemm::Elem>(
+    g: &ConvGeometry,
+    w: &FlexTensor,
+    dy: &[D],
+    held: Option<&FlexTensor>,
+    dtype: DType,
+) -> Option<FlexTensor> {
+    let shape = [g.batch, g.c_in, g.h, g.w];
+    let held = match held {
+        Some(h) if h.layout().shape().to_vec() != shape => return None,
+        Some(h) => Some(Floats::of(h)?),
+        None => None,
+    };
+    if !half_in_place(dtype) {
+        return None;
+    }
+    let w = conv_weight(w, dtype);
+    match (dtype, w.dtype()) {
+        (DType::F16, DType::F16) => {
+            conv::backward_input_rounded::<f16, D, f16>(g, elems::<f16>(&w), dy, held)
+                .map(|dx| half_data(dx, &shape))
+        }
+        (DType::BF16, DType::BF16) => {
+            conv::backward_input_rounded::<bf16, D, bf16>(g, elems::<bf16>(&w), dy, held)
+                .map(|dx| half_data(dx, &shape))
+        }
+        _ => None,
     }
 }
 

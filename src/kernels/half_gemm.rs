@@ -729,11 +729,15 @@ unsafe fn kernel(compute: Compute, steps: usize, a: *const u32, b: *const u32, t
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the caller's; `gemm` runs only where `available` (and for Bf16Dot, `bf16_dot_available`).
     unsafe {
-        let acc = match compute {
-            Compute::AmxBf16 | Compute::Bf16Dot => x86::tile_bf16(steps, a, b),
-            Compute::F32Fma => x86::tile_f32(steps, a, b),
-        };
-        x86::store(acc, tile);
+        // A panel's last tile with at most 16 live columns (a 10×10 or 20×20 feature map's 100 or 400
+        // positions) multiplies only the vector that holds them.
+        let narrow = tile.cols <= NR / 2;
+        match (compute, narrow) {
+            (Compute::AmxBf16 | Compute::Bf16Dot, false) => x86::tile_bf16::<2>(steps, a, b, tile),
+            (Compute::AmxBf16 | Compute::Bf16Dot, true) => x86::tile_bf16::<1>(steps, a, b, tile),
+            (Compute::F32Fma, false) => x86::tile_f32::<2>(steps, a, b, tile),
+            (Compute::F32Fma, true) => x86::tile_f32::<1>(steps, a, b, tile),
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -751,47 +755,115 @@ mod x86 {
     /// The accumulators of one tile: `MR` rows of two 16-lane vectors.
     pub(super) type Acc = [[__m512; 2]; MR];
 
+    /// The tile's first `V` (1 or 2) vectors of columns, summed over `steps` and stored (or added) into `dst`
+    /// by [`store`], inlined so that the accumulators go from registers to `dst` (a separate call returned them
+    /// through the stack: 16 stores and 16 loads a tile).
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    pub(super) unsafe fn tile_bf16(steps: usize, a: *const u32, b: *const u32) -> Acc {
+    pub(super) unsafe fn tile_bf16<const V: usize>(
+        steps: usize,
+        a: *const u32,
+        b: *const u32,
+        t: Tile,
+    ) {
         let mut acc = [[_mm512_setzero_ps(); 2]; MR];
         for s in 0..steps {
             // SAFETY: the panels hold `steps · NR` and `steps · MR` words.
             unsafe {
                 let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(s * NR).cast()));
-                let b1: __m512bh =
-                    std::mem::transmute(_mm512_loadu_si512(b.add(s * NR + 16).cast()));
+                let b1 = std::mem::transmute::<__m512i, __m512bh>(if V == 2 {
+                    _mm512_loadu_si512(b.add(s * NR + 16).cast())
+                } else {
+                    _mm512_setzero_si512()
+                });
                 for (r, row) in acc.iter_mut().enumerate() {
                     let av: __m512bh =
                         std::mem::transmute(_mm512_set1_epi32(*a.add(s * MR + r) as i32));
                     row[0] = _mm512_dpbf16_ps(row[0], av, b0);
-                    row[1] = _mm512_dpbf16_ps(row[1], av, b1);
+                    if V == 2 {
+                        row[1] = _mm512_dpbf16_ps(row[1], av, b1);
+                    }
                 }
             }
         }
-        acc
+        // SAFETY: the caller's: the tile lies in dst.
+        unsafe { store(acc, t) }
     }
 
+    /// As [`tile_bf16`], in `f32` FMAs.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn tile_f32(steps: usize, a: *const u32, b: *const u32) -> Acc {
+    pub(super) unsafe fn tile_f32<const V: usize>(
+        steps: usize,
+        a: *const u32,
+        b: *const u32,
+        t: Tile,
+    ) {
         let mut acc = [[_mm512_setzero_ps(); 2]; MR];
         for s in 0..steps {
             // SAFETY: as in `tile_bf16`.
             unsafe {
                 let b0 = _mm512_loadu_ps(b.add(s * NR).cast());
-                let b1 = _mm512_loadu_ps(b.add(s * NR + 16).cast());
+                let b1 = if V == 2 {
+                    _mm512_loadu_ps(b.add(s * NR + 16).cast())
+                } else {
+                    _mm512_setzero_ps()
+                };
                 for (r, row) in acc.iter_mut().enumerate() {
                     let av = _mm512_set1_ps(f32::from_bits(*a.add(s * MR + r)));
                     row[0] = _mm512_fmadd_ps(av, b0, row[0]);
-                    row[1] = _mm512_fmadd_ps(av, b1, row[1]);
+                    if V == 2 {
+                        row[1] = _mm512_fmadd_ps(av, b1, row[1]);
+                    }
                 }
             }
         }
-        acc
+        // SAFETY: as in `tile_bf16`.
+        unsafe { store(acc, t) }
     }
 
-    /// Writes (or adds) the tile's live rows and columns into `dst`.
+    /// Writes (or adds) the tile's live rows and columns into `dst`. No `target_feature` of its own (which would
+    /// forbid `inline(always)`): it is only ever inlined into the AVX-512 tiles above.
+    #[inline(always)]
+    unsafe fn store(acc: Acc, t: Tile) {
+        if t.rows == MR && t.col == 1 {
+            // The common tile: all rows, contiguous columns. A constant row count, so the loop unrolls and the
+            // accumulators never leave their registers.
+            let mask = |v: usize| -> __mmask16 {
+                let live = t.cols.saturating_sub(16 * v).min(16);
+                if live == 16 {
+                    !0
+                } else {
+                    (1u16 << live) - 1
+                }
+            };
+            let masks = [mask(0), mask(1)];
+            for (r, row) in acc.iter().enumerate() {
+                for (v, lanes) in row.iter().enumerate() {
+                    if masks[v] == 0 {
+                        continue;
+                    }
+                    // SAFETY: the tile's rows × cols elements lie in dst; masked-off lanes are not touched.
+                    unsafe {
+                        let p = t.ptr.add(r * t.row + 16 * v);
+                        let value = if t.load {
+                            _mm512_add_ps(*lanes, _mm512_maskz_loadu_ps(masks[v], p))
+                        } else {
+                            *lanes
+                        };
+                        _mm512_mask_storeu_ps(p, masks[v], value);
+                    }
+                }
+            }
+            return;
+        }
+        // SAFETY: the caller's.
+        unsafe { store_partial(acc, t) }
+    }
+
+    /// [`store`] for a tile with fewer than `MR` rows or strided columns (rare: an edge of the output, or a
+    /// transposed one); out of line, so that only this path makes the accumulators' array live in memory.
+    #[inline(never)]
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn store(acc: Acc, t: Tile) {
+    unsafe fn store_partial(acc: Acc, t: Tile) {
         for (r, row) in acc.iter().enumerate().take(t.rows) {
             // SAFETY: the tile's rows × cols elements lie in dst.
             unsafe {
@@ -1007,17 +1079,20 @@ mod x86 {
             // SAFETY: AVX-512F/BW are present (the caller's).
             let (row_ok, col_ok) = unsafe { lane_masks(q, live, [h, w], [kh, kw]) };
             for half in 0..NR / 16 {
-                let v: [__m512i; 16] = std::array::from_fn(|cc| {
+                // A loop in this function rather than `array::from_fn`'s closure, which LLVM inlined in some
+                // builds and not in others (a call per vector: ~1.5 % of a bf16 train step when it did not).
+                let mut v = [_mm512_setzero_si512(); 16];
+                for (cc, v) in v.iter_mut().enumerate() {
                     let c = 16 * half + cc;
                     if c >= width {
-                        return _mm512_setzero_si512();
+                        continue;
                     }
                     let (ky, kx, shift) = cols[c];
                     let mask = row_ok[ky] & col_ok[kx];
                     let at = q as isize + shift;
                     // SAFETY: the mask keeps exactly the lanes whose pixel lies in the image; masked-off
                     // lanes are not read.
-                    unsafe {
+                    *v = unsafe {
                         match rows.image {
                             ConvImage::Bf16(p) if pairs => {
                                 _mm512_maskz_loadu_epi16(mask, p.wrapping_offset(at).cast())
@@ -1038,8 +1113,8 @@ mod x86 {
                                 p.wrapping_offset(at),
                             )),
                         }
-                    }
-                });
+                    };
+                }
                 // SAFETY: AVX-512F is present; the panel holds steps start .. steps.
                 unsafe {
                     let out = panel.as_mut_ptr().add(start * NR + 16 * half);

@@ -93,6 +93,29 @@ pub(super) fn pad_input<T: Elem>(g: &ConvGeometry, wide: &Wide, x: &[T], xp: &mu
     }
 }
 
+/// [`pad_input`] of an `f16` image into an `f32` copy, each row widened as it is copied.
+pub(super) fn pad_input_widened(g: &ConvGeometry, wide: &Wide, x: &[half::f16], xp: &mut [f32]) {
+    use super::half_slice::HalfSlice;
+    let [py, px] = g.pad;
+    let (h, w) = (g.h, g.w);
+    let (planes, tail) = xp.split_at_mut(xp.len() - slack(g));
+    tail.fill(0.0);
+    for (dst, src) in planes
+        .chunks_exact_mut(wide.plane)
+        .zip(x.chunks_exact(h * w))
+    {
+        let (top, rest) = dst.split_at_mut(py * wide.pitch);
+        top.fill(0.0);
+        let (mid, bottom) = rest.split_at_mut(h * wide.pitch);
+        bottom.fill(0.0);
+        for (row, src_row) in mid.chunks_exact_mut(wide.pitch).zip(src.chunks_exact(w)) {
+            row[..px].fill(0.0);
+            src_row.widen_into(&mut row[px..px + w]);
+            row[px + w..].fill(0.0);
+        }
+    }
+}
+
 /// `wide[c, oy, ox] = dense[c, oy, ox]` for `ox < ow`, zero in the junk columns.
 pub(super) fn widen(g: &ConvGeometry, wide: &Wide, dense: &[f32], out: &mut [f32]) {
     let ow = g.out_w();
