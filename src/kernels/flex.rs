@@ -418,7 +418,7 @@ impl Backward<Flex, 4> for ConvBnActBackward {
         // input already holds; else (an f32 input, or a case it declines) the f32 gradient is rounded below.
         let key_x = node_x.as_ref().map(|node| grad_key!(node));
         let mut dx_done = false;
-        if let Some(key) = &key_x {
+        if let (Some(key), DType::F16 | DType::BF16) = (&key_x, x_dtype) {
             let held = grads.get::<Flex>(key).map(|held| held.to_contiguous());
             let rounded = match &dy {
                 Dy::F32(dy) => dx_rounded(&g, &s.w, dy, held.as_ref(), x_dtype),
