@@ -399,22 +399,23 @@ fn implicit<T: Elem>(g: &ConvGeometry, x: &[T]) -> Option<half_gemm::ConvRows> {
 /// The input gradient of a "same" stride-1 conv on half tensors as the forward of the transposed conv:
 /// `dx = conv(dy, w')` with `w'[ci, co, ky, kx] = w[co, ci, kh−1−ky, kw−1−kx]` and the same padding, `dy` read
 /// in place ([`half_gemm::ConvRows`]): as `f32` for `f32` FMAs (exact, as before), rounded to `bf16` once for
-/// `bf16` products (what packing `wᵀ · dy` rounded it to). `None` for any other conv and for `f32` tensors.
+/// `bf16` products (what packing `wᵀ · dy` rounded it to), one image at a time by the writer it hands `images`;
+/// `images` itself back (`Err`) for any other conv and for `f32` tensors.
 ///
 /// Why: `col2im(wᵀ · dy)` stores a `c_in·kh·kw`-row `f32` matrix and then adds it back into `dx` (col2im and
 /// its zeroing were ~5 % of a bf16 YOLOv8n train step); here the GEMM writes `dx` itself. The products are the
 /// same; only the order of the `f32` sums differs.
-fn backward_input_transposed<T: Elem, D: Elem, R>(
+fn backward_input_transposed<T: Elem, D: Elem, R, F: FnOnce(&PerImage) -> R>(
     g: &ConvGeometry,
     w: &[T],
     dy: &[D],
-    images: impl FnOnce(&PerImage) -> R,
-) -> Option<R> {
+    images: F,
+) -> Result<R, F> {
     use super::half_slice::HalfSlice;
     use half_gemm::{Compute, ConvImage, ConvRows};
     // (whether the half GEMM reads T in place: an empty image answers it)
     if !implicit_applies(g) || T::conv_rows(&[], [1, 1], [g.kh, g.kw]).is_none() {
-        return None;
+        return Err(images);
     }
     let (m, cin_g) = (g.cout_g(), g.cin_g());
     let (taps, kt) = (g.kh * g.kw, m * g.kh * g.kw);
@@ -439,7 +440,7 @@ fn backward_input_transposed<T: Elem, D: Elem, R>(
     let (dy_f32, dy_bf16) = (as_type::<D, f32>(dy), as_type::<D, half::bf16>(dy));
     // A bf16 dy multiplies only as bf16 products; anything else takes the col2im path.
     if dy_f32.is_none() && !(bf16_products && dy_bf16.is_some()) {
-        return None;
+        return Err(images);
     }
     let (n, out_img) = (g.out_hw(), g.c_out * g.out_hw());
     let (_, par) = split(g.batch);
@@ -481,7 +482,7 @@ fn backward_input_transposed<T: Elem, D: Elem, R>(
         (None, Some(dy)) => transposed_image(ConvImage::F32(dy[b * out_img..].as_ptr()), dx_b),
         (None, None) => unreachable!("checked above"),
     };
-    Some(images(&one))
+    Ok(images(&one))
 }
 
 /// Writes image `b`'s whole input gradient into the slice (`c_in·h·w` elements).
@@ -530,6 +531,7 @@ where
                         dx.resize(in_img, 0.0);
                     }
                     let dx_b = &mut dx[..in_img];
+                    // (every path writes all of it; zeroed so that the buffer's last user never leaks in)
                     dx_b.fill(0.0);
                     one(b, dx_b);
                     if let Some(held) = held {
@@ -552,14 +554,9 @@ fn backward_input_with<T: Elem, D: Elem, R>(
     images: impl FnOnce(&PerImage) -> R,
 ) -> R {
     debug_assert_eq!(dy.len(), g.output_len());
-    let mut images = Some(images);
-    let transposed =
-        backward_input_transposed(g, w, dy, |one| images.take().map(|images| images(one)));
-    if let Some(Some(dx)) = transposed {
-        return dx;
-    }
-    let Some(images) = images else {
-        unreachable!("the transposed path ran only where it returned")
+    let images = match backward_input_transposed(g, w, dy, images) {
+        Ok(dx) => return dx,
+        Err(declined) => declined,
     };
     let out_img = g.c_out * g.out_hw();
     let (_, par) = split(g.batch);
@@ -750,6 +747,11 @@ fn backward_weight_image<T: Elem, D: Elem>(
     }
 }
 
+/// The most output channels (per group) for which [`backward_weight_widened`] takes an `f16` conv's weight
+/// gradient: with more rows to share each packed value, the implicit GEMM was as fast or faster (80 and 128
+/// channels at 40×40 to 10×10, in the same per-layer runs).
+const WIDEN_MAX_ROWS: usize = 64;
+
 /// The weight gradient of one group of an `f16` "same" stride-1 conv with an `f32` `dy`, on `f32` copies: the
 /// image widened while it is padded for the tap GEMMs (where [`taps::applies`]) or before im2col, then exactly
 /// the `f32` route (the `gemm` crate).
@@ -759,11 +761,6 @@ fn backward_weight_image<T: Elem, D: Elem>(
 /// per layer (`cargo bench --bench conv_layers`, YOLOv8n at 320, one thread), 16 → 16 at 80×80 took 4.3 ms
 /// against 3.1–3.4 for `f32` (3.3 this way), and a 32 → 32 conv at 80×80 17.2 ms against 14.0. Converting while
 /// copying costs no pass of its own.
-/// The most output channels (per group) for which [`backward_weight_widened`] takes an `f16` conv's weight
-/// gradient: with more rows to share each packed value, the implicit GEMM was as fast or faster (80 and 128
-/// channels at 40×40 to 10×10, in the same per-layer runs).
-const WIDEN_MAX_ROWS: usize = 64;
-
 fn backward_weight_widened(
     g: &ConvGeometry,
     x: &[half::f16],

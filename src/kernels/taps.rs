@@ -73,45 +73,40 @@ pub(super) fn applies(g: &ConvGeometry) -> bool {
 
 /// `xp[c] = x[c]` framed by `pad` zeros, `pitch` wide; then zeroed slack.
 pub(super) fn pad_input<T: Elem>(g: &ConvGeometry, wide: &Wide, x: &[T], xp: &mut [T]) {
-    let [py, px] = g.pad;
-    let (h, w) = (g.h, g.w);
-    let (planes, tail) = xp.split_at_mut(xp.len() - slack(g));
-    tail.fill(T::ZERO);
-    for (dst, src) in planes
-        .chunks_exact_mut(wide.plane)
-        .zip(x.chunks_exact(h * w))
-    {
-        let (top, rest) = dst.split_at_mut(py * wide.pitch);
-        top.fill(T::ZERO);
-        let (mid, bottom) = rest.split_at_mut(h * wide.pitch);
-        bottom.fill(T::ZERO);
-        for (row, src_row) in mid.chunks_exact_mut(wide.pitch).zip(src.chunks_exact(w)) {
-            row[..px].fill(T::ZERO);
-            row[px..px + w].copy_from_slice(src_row);
-            row[px + w..].fill(T::ZERO);
-        }
-    }
+    pad_input_with(g, wide, x, xp, T::ZERO, |src, dst| dst.copy_from_slice(src));
 }
 
 /// [`pad_input`] of an `f16` image into an `f32` copy, each row widened as it is copied.
 pub(super) fn pad_input_widened(g: &ConvGeometry, wide: &Wide, x: &[half::f16], xp: &mut [f32]) {
     use super::half_slice::HalfSlice;
+    pad_input_with(g, wide, x, xp, 0.0, |src, dst| src.widen_into(dst));
+}
+
+/// [`pad_input`] with each image row written into its padded row by `copy(src, dst)`.
+fn pad_input_with<S, T: Copy>(
+    g: &ConvGeometry,
+    wide: &Wide,
+    x: &[S],
+    xp: &mut [T],
+    zero: T,
+    copy: impl Fn(&[S], &mut [T]),
+) {
     let [py, px] = g.pad;
     let (h, w) = (g.h, g.w);
     let (planes, tail) = xp.split_at_mut(xp.len() - slack(g));
-    tail.fill(0.0);
+    tail.fill(zero);
     for (dst, src) in planes
         .chunks_exact_mut(wide.plane)
         .zip(x.chunks_exact(h * w))
     {
         let (top, rest) = dst.split_at_mut(py * wide.pitch);
-        top.fill(0.0);
+        top.fill(zero);
         let (mid, bottom) = rest.split_at_mut(h * wide.pitch);
-        bottom.fill(0.0);
+        bottom.fill(zero);
         for (row, src_row) in mid.chunks_exact_mut(wide.pitch).zip(src.chunks_exact(w)) {
-            row[..px].fill(0.0);
-            src_row.widen_into(&mut row[px..px + w]);
-            row[px + w..].fill(0.0);
+            row[..px].fill(zero);
+            copy(src_row, &mut row[px..px + w]);
+            row[px + w..].fill(zero);
         }
     }
 }
