@@ -656,6 +656,16 @@ fn half_kernels_match_an_f64_reference() {
             w: 41,
             ..base
         },
+        // 16 → 16 over 1,056 positions, 3 images: a bf16 weight gradient too narrow for the half GEMM takes the
+        // f32 route (`conv::backward_weight_widened`), accumulating a second image on 1 or 2 threads
+        ConvGeometry {
+            batch: 3,
+            c_in: 16,
+            c_out: 16,
+            h: 32,
+            w: 33,
+            ..base
+        },
         // more than 64 output channels: an f16 weight gradient keeps the implicit GEMM (64 or fewer take the
         // f32 route, `conv::backward_weight_widened`)
         ConvGeometry {

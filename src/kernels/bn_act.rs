@@ -12,6 +12,7 @@
 use multiversion::multiversion;
 
 mod half_in;
+pub(super) use half_in::scale_shift_act_rounded;
 
 pub use super::cast::Floats;
 use rayon::prelude::*;

@@ -71,9 +71,13 @@ where
     let (scale, shift) = stats.scale_shift(gamma, beta);
     let out = par_vec_of(y.len(), hw.max(1), H::ZERO, |p, out| {
         let ch = p % c;
+        let plane = &y[p * hw..][..hw];
+        if bn_act::scale_shift_act_rounded(plane, scale[ch], shift[ch], act, out) {
+            return;
+        }
         let mut wide = [0.0f32; BLOCK];
         let mut act_out = [0.0f32; BLOCK];
-        for (src, dst) in y[p * hw..][..hw].chunks(BLOCK).zip(out.chunks_mut(BLOCK)) {
+        for (src, dst) in plane.chunks(BLOCK).zip(out.chunks_mut(BLOCK)) {
             let n = src.len();
             src.widen_into(&mut wide[..n]);
             bn_act::plane_scale_shift_act(&wide[..n], scale[ch], shift[ch], act, &mut act_out[..n]);
@@ -107,6 +111,9 @@ where
                 let ch = block.c0 + r;
                 let row = &block.data[r * block.cols..][..block.cols];
                 let dst = &mut out[ch * hw + block.j0..][..block.cols];
+                if bn_act::scale_shift_act_rounded(row, scale[ch], shift[ch], act, dst) {
+                    continue;
+                }
                 for (src, dst) in row.chunks(BLOCK).zip(dst.chunks_mut(BLOCK)) {
                     let n = src.len();
                     bn_act::plane_scale_shift_act(
@@ -177,7 +184,8 @@ mod tests {
     }
 
     /// The block forward equals the unfused one, `conv::forward` then the plane-wise passes: the kept conv
-    /// output and both activations bit for bit (the same GEMM, rounded once), and the batch statistics to
+    /// output and both activations bit for bit (the same GEMM, rounded once; the epilogue's reciprocal sigmoid
+    /// falls back to the division wherever the rounding could tell them apart), and the batch statistics to
     /// 1e-6 of the channel's standard deviation (mean) and of the variance (the same moments, merged over blocks
     /// instead of planes).
     fn matches_unfused<H: Elem + PartialEq + std::fmt::Debug>(from: fn(f32) -> H)

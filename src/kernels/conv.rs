@@ -711,6 +711,12 @@ fn backward_weight_image<T: Elem, D: Elem>(
             implicit_applies(g) && m <= WIDEN_MAX_ROWS,
         ) {
             backward_weight_widened(g, x16, dy32, dw_g, accumulate, par);
+        } else if let (Some(xb), Some(dy32), true) = (
+            as_type::<T, half::bf16>(x_g),
+            as_type::<D, f32>(dy_g),
+            implicit_applies(g) && dots,
+        ) {
+            backward_weight_widened(g, xb, dy32, dw_g, accumulate, par);
         } else if let Some(rows) = implicit {
             // colᵀ read in place from the image (no im2col)
             let col_t = Src::Conv(rows.transposed());
@@ -752,23 +758,27 @@ fn backward_weight_image<T: Elem, D: Elem>(
 /// channels at 40×40 to 10×10, in the same per-layer runs).
 const WIDEN_MAX_ROWS: usize = 64;
 
-/// The weight gradient of one group of an `f16` "same" stride-1 conv with an `f32` `dy`, on `f32` copies: the
+/// The weight gradient of one group of a half "same" stride-1 conv with an `f32` `dy`, on `f32` copies: the
 /// image widened while it is padded for the tap GEMMs (where [`taps::applies`]) or before im2col, then exactly
-/// the `f32` route (the `gemm` crate).
+/// the `f32` route (the `gemm` crate). For `f16` with at most [`WIDEN_MAX_ROWS`] output channels; for `bf16`
+/// where the rows are too few for the half GEMM ([`dot::applies`]).
 ///
 /// Why: without AVX512-FP16 both routes multiply in `f32` FMAs, but the implicit GEMM packs `colᵀ` with a 16 × 16
 /// transpose per 256 values, each used by only `c_out` rows, and the narrow ones took im2col and dot products:
 /// per layer (`cargo bench --bench conv_layers`, YOLOv8n at 320, one thread), 16 → 16 at 80×80 took 4.3 ms
 /// against 3.1–3.4 for `f32` (3.3 this way), and a 32 → 32 conv at 80×80 17.2 ms against 14.0. Converting while
-/// copying costs no pass of its own.
-fn backward_weight_widened(
+/// copying costs no pass of its own. `bf16`'s VDPBF16PS halves the implicit GEMM's multiplies, which wins from
+/// 32 channels up, but its 16 → 16 conv took the same im2col and dot products: 3.7 ms against `f32`'s 3.1.
+fn backward_weight_widened<H>(
     g: &ConvGeometry,
-    x: &[half::f16],
+    x: &[H],
     dy: &[f32],
     dw_g: &mut [f32],
     accumulate: bool,
     par: Parallelism,
-) {
+) where
+    [H]: super::half_slice::HalfSlice,
+{
     let (n, k, m) = (g.out_hw(), g.k(), g.cout_g());
     if taps::applies(g) {
         let wide = Wide::new(g);

@@ -76,8 +76,11 @@ pub(super) fn pad_input<T: Elem>(g: &ConvGeometry, wide: &Wide, x: &[T], xp: &mu
     pad_input_with(g, wide, x, xp, T::ZERO, |src, dst| dst.copy_from_slice(src));
 }
 
-/// [`pad_input`] of an `f16` image into an `f32` copy, each row widened as it is copied.
-pub(super) fn pad_input_widened(g: &ConvGeometry, wide: &Wide, x: &[half::f16], xp: &mut [f32]) {
+/// [`pad_input`] of a half image into an `f32` copy, each row widened as it is copied.
+pub(super) fn pad_input_widened<H>(g: &ConvGeometry, wide: &Wide, x: &[H], xp: &mut [f32])
+where
+    [H]: super::half_slice::HalfSlice,
+{
     use super::half_slice::HalfSlice;
     pad_input_with(g, wide, x, xp, 0.0, |src, dst| src.widen_into(dst));
 }
