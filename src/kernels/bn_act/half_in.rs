@@ -424,23 +424,21 @@ mod x86 {
                 .collect()
         }
 
-        /// [`super::super::scale_shift_act_rounded`] into `bf16`.
-        #[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c,avx512bf16")]
-        pub(in super::super) unsafe fn act_rounded_bf16<const KS: u8, const ACT: bool>(
+        /// [`super::super::scale_shift_act_rounded`] into half kind `KD`, each vector rounded by `round`. Only
+        /// inlined into the two functions below, whose features differ (AVX512_BF16 for `bf16`).
+        #[inline(always)]
+        unsafe fn act_rounded<const KS: u8, const KD: u8, const ACT: bool>(
             src: *const u8,
             n: usize,
             [scale, shift]: [f32; 2],
             dst: *mut u16,
+            round: impl Fn(__m512) -> __m256i,
         ) {
-            let round = |v: __m512| -> __m256i {
-                // SAFETY: AVX512_BF16 is enabled here.
-                unsafe { std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(v)) }
-            };
             let full = n - n % 16;
             for i in (0..full).step_by(16) {
                 // SAFETY: the caller's: 16 elements from i lie in src and dst.
                 unsafe {
-                    let v = scale_shift_act::<ACT, BF16>(load::<KS>(src, i), scale, shift);
+                    let v = scale_shift_act::<ACT, KD>(load::<KS>(src, i), scale, shift);
                     _mm256_storeu_si256(dst.add(i).cast(), round(v));
                 }
             }
@@ -448,45 +446,42 @@ mod x86 {
                 let mask: __mmask16 = (1 << (n - full)) - 1;
                 // SAFETY: the masked elements from `full` lie in src and dst.
                 unsafe {
-                    let v = scale_shift_act::<ACT, BF16>(
-                        load_masked::<KS>(src, full, mask),
-                        scale,
-                        shift,
-                    );
+                    let v = load_masked::<KS>(src, full, mask);
+                    let v = scale_shift_act::<ACT, KD>(v, scale, shift);
                     _mm256_mask_storeu_epi16(dst.add(full).cast(), mask, round(v));
                 }
             }
         }
 
-        /// [`super::super::scale_shift_act_rounded`] into `f16`.
+        /// [`act_rounded`] into `bf16` (`VCVTNEPS2BF16`).
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c,avx512bf16")]
+        pub(in super::super) unsafe fn act_rounded_bf16<const KS: u8, const ACT: bool>(
+            src: *const u8,
+            n: usize,
+            coef: [f32; 2],
+            dst: *mut u16,
+        ) {
+            // SAFETY: the caller's; AVX512_BF16 is enabled here.
+            unsafe {
+                act_rounded::<KS, BF16, ACT>(src, n, coef, dst, |v| {
+                    std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(v))
+                })
+            }
+        }
+
+        /// [`act_rounded`] into `f16` (`VCVTPS2PH`, nearest even).
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c")]
         pub(in super::super) unsafe fn act_rounded_f16<const KS: u8, const ACT: bool>(
             src: *const u8,
             n: usize,
-            [scale, shift]: [f32; 2],
+            coef: [f32; 2],
             dst: *mut u16,
         ) {
-            let round =
-                |v: __m512| _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
-            let full = n - n % 16;
-            for i in (0..full).step_by(16) {
-                // SAFETY: the caller's: 16 elements from i lie in src and dst.
-                unsafe {
-                    let v = scale_shift_act::<ACT, F16>(load::<KS>(src, i), scale, shift);
-                    _mm256_storeu_si256(dst.add(i).cast(), round(v));
-                }
-            }
-            if full < n {
-                let mask: __mmask16 = (1 << (n - full)) - 1;
-                // SAFETY: the masked elements from `full` lie in src and dst.
-                unsafe {
-                    let v = scale_shift_act::<ACT, F16>(
-                        load_masked::<KS>(src, full, mask),
-                        scale,
-                        shift,
-                    );
-                    _mm256_mask_storeu_epi16(dst.add(full).cast(), mask, round(v));
-                }
+            // SAFETY: the caller's.
+            unsafe {
+                act_rounded::<KS, F16, ACT>(src, n, coef, dst, |v| {
+                    _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v)
+                })
             }
         }
 
